@@ -1,0 +1,193 @@
+//! Config errors that carry their YAML path, and the one place YAML values become typed structs.
+//!
+//! weir never stops at the first mistake in a file: every section, route and plugin is
+//! deserialized on its own, and every error is collected with the path that names it
+//! (`routes[0].plugins[1].limit_req.burst: …`), so `weir -t` can print them all at once.
+
+use serde::de::DeserializeOwned;
+use serde_yaml_ng::Value;
+use std::fmt;
+
+/// One problem in a config file, with the YAML path it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// Dotted YAML path, e.g. `routes[0].upstream`; empty for the whole file.
+    pub path: String,
+    /// What is wrong, in words a user can act on.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error at `path`.
+    pub fn new(path: impl Into<String>, message: impl fmt::Display) -> Self {
+        ConfigError {
+            path: path.into(),
+            message: message.to_string(),
+        }
+    }
+
+    /// The standard error for a key whose behaviour is not built yet: weir never accepts a
+    /// key and then ignores it.
+    pub fn not_implemented(path: impl Into<String>) -> Self {
+        ConfigError::new(path, "not implemented yet")
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every error found while building one config, in the order they were found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// Records an error at `path`.
+    pub fn push(&mut self, path: impl Into<String>, message: impl fmt::Display) {
+        self.0.push(ConfigError::new(path, message));
+    }
+
+    /// Records every error of `other`.
+    pub fn extend(&mut self, other: ConfigErrors) {
+        self.0.extend(other.0);
+    }
+
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Keeps `value` when `result` is `Ok`, records its errors otherwise.
+    pub fn take<T>(&mut self, result: Result<T, ConfigErrors>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.extend(e);
+                None
+            }
+        }
+    }
+
+    /// `Ok(value)` when nothing was recorded, else every error.
+    pub fn into_result<T>(self, value: T) -> Result<T, ConfigErrors> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        ConfigErrors(vec![e])
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `prefix.key`, or `key` at the root.
+pub fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+/// `prefix[index]`.
+pub fn index(prefix: &str, i: usize) -> String {
+    format!("{prefix}[{i}]")
+}
+
+/// Deserializes `value` as `T`, naming the exact path of the first mistake inside it.
+///
+/// Structs given to this are `deny_unknown_fields`, so a misspelt key is an error here
+/// rather than a silently ignored setting.
+pub fn from_value<T: DeserializeOwned>(value: &Value, path: &str) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let full = match inner.as_str() {
+            "." => path.to_string(),
+            p if p.starts_with('[') => format!("{path}{p}"),
+            p => join(path, p),
+        };
+        ConfigError::new(full, tidy_serde_message(&e.into_inner().to_string()))
+    })
+}
+
+/// serde_yaml appends " at line N column M" to some messages; the YAML path already says
+/// where, and a line number after `${VAR}` interpolation would point at the wrong place.
+fn tidy_serde_message(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Item {
+        burst: u32,
+        #[serde(default)]
+        nodelay: bool,
+    }
+
+    fn yaml(s: &str) -> Value {
+        serde_yaml_ng::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let e =
+            from_value::<Item>(&yaml("burst: -1"), "routes[0].plugins[1].limit_req").unwrap_err();
+        assert_eq!(e.path, "routes[0].plugins[1].limit_req.burst");
+        assert!(
+            e.message.starts_with("invalid value: integer `-1`"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn unknown_field_is_an_error() {
+        let e = from_value::<Item>(&yaml("burst: 1\nnodely: true"), "x").unwrap_err();
+        assert_eq!(e.path, "x.nodely");
+        assert!(
+            e.message.starts_with("unknown field `nodely`"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn sequence_paths_have_no_dot() {
+        let e = from_value::<Vec<Item>>(&yaml("- burst: 1\n- burst: x"), "list").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "list[1].burst: invalid type: string \"x\", expected u32"
+        );
+    }
+}
