@@ -1,0 +1,199 @@
+//! Loading the YAML file: parse → interpolate `${VAR}` → build validated runtime types.
+//!
+//! Each section, upstream, route and plugin is deserialized on its own, so one mistake does
+//! not hide the next: [`load`] returns every error, each with its YAML path. Nothing here
+//! runs on the request path.
+
+mod env;
+mod routes;
+pub mod server;
+mod upstreams;
+mod zones;
+
+use crate::router::Router;
+use crate::upstream::Upstream;
+use serde::Deserialize;
+use serde_yaml_ng::{Mapping, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use weir_plugins::config::{from_value, index, join};
+use weir_plugins::{BuildContext, ConfigError, ConfigErrors, Registry};
+
+pub use server::{AccessLogSettings, Listener, LogFormat, LogTarget, ServerSettings, TlsFiles};
+
+/// A whole validated config.
+pub struct Config {
+    /// `server:`.
+    pub server: ServerSettings,
+    /// `upstreams:` by name.
+    pub upstreams: BTreeMap<String, Arc<Upstream>>,
+    /// `routes:`, in order.
+    pub router: Router,
+}
+
+/// The top level of the file; each section is built separately.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWire {
+    server: Value,
+    admin: Option<Value>,
+    #[serde(default)]
+    limits: Mapping,
+    #[serde(default)]
+    upstreams: Mapping,
+    #[serde(default)]
+    caches: Mapping,
+    #[serde(default)]
+    routes: Vec<Value>,
+}
+
+/// Reads and builds the file at `path`, looking `${VAR}` up in the process environment.
+pub fn load(path: &Path, registry: &Registry) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
+    parse(&text, registry, &|name| std::env::var(name).ok())
+}
+
+/// Builds a config from YAML text.
+pub fn parse(
+    text: &str,
+    registry: &Registry,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let mut root: Value = serde_yaml_ng::from_str(text)
+        .map_err(|e| ConfigError::new("", format!("invalid YAML: {e}")))?;
+    let mut errors = ConfigErrors::default();
+    env::interpolate(&mut root, "", env, &mut errors);
+    if root.is_null() {
+        return Err(ConfigError::new(
+            "",
+            "the file is empty; `server.listen` and `routes` are required",
+        )
+        .into());
+    }
+    let file: FileWire = from_value(&root, "")?;
+
+    let server = errors.take(server::build(&file.server, "server"));
+    if let Some(admin) = &file.admin {
+        errors.extend(zones::validate_admin(admin, "admin"));
+    }
+    let ctx = BuildContext {
+        limits: zones::names(
+            &file.limits,
+            "limits",
+            zones::validate_limit_zone,
+            &mut errors,
+        )
+        .into_iter()
+        .collect(),
+        caches: zones::names(
+            &file.caches,
+            "caches",
+            zones::validate_cache_zone,
+            &mut errors,
+        )
+        .into_iter()
+        .collect(),
+    };
+
+    let mut upstreams = BTreeMap::new();
+    for (k, v) in &file.upstreams {
+        let Some(name) = k.as_str() else {
+            errors.push("upstreams", "upstream names must be strings");
+            continue;
+        };
+        let built = errors.take(upstreams::build(name, v, &join("upstreams", name)));
+        upstreams.insert(name.to_string(), built.map(Arc::new));
+    }
+
+    if file.routes.is_empty() {
+        errors.push("routes", "at least one route is required");
+    }
+    let refs = routes::RouteRefs {
+        upstreams: &upstreams,
+        plugins: &ctx,
+        registry,
+    };
+    let mut built_routes = Vec::new();
+    let mut seen = BTreeMap::new();
+    for (i, v) in file.routes.iter().enumerate() {
+        let path = index("routes", i);
+        if let Some(route) = errors.take(routes::build(i, v, &path, &refs)) {
+            if let Some(first) = seen.insert(route.name.clone(), i) {
+                errors.push(
+                    join(&path, "name"),
+                    format!("`{}` is already the name of routes[{first}]", route.name),
+                );
+            }
+            built_routes.push(Arc::new(route));
+        }
+    }
+
+    match server {
+        Some(server) if errors.is_empty() => Ok(Config {
+            server,
+            upstreams: upstreams
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v?)))
+                .collect(),
+            router: Router::new(built_routes),
+        }),
+        _ => Err(errors),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(yaml: &str) -> String {
+        match parse(yaml, &Registry::builtin(), &|_| None) {
+            Ok(_) => "ok".into(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const MINIMAL: &str = "server: {listen: ['127.0.0.1:0']}\nupstreams: {o: {tiers: [{name: a, servers: ['127.0.0.1:1']}]}}\nroutes: [{upstream: o}]\n";
+
+    #[test]
+    fn minimal_config_is_valid() {
+        assert_eq!(errors(MINIMAL), "ok");
+        let c = parse(MINIMAL, &Registry::builtin(), &|_| None)
+            .ok()
+            .unwrap();
+        assert_eq!(c.server.max_request_body, 1 << 20);
+        assert_eq!(c.server.max_headers, 100);
+        assert_eq!(c.router.routes()[0].name.as_ref(), "route0");
+    }
+
+    #[test]
+    fn unknown_top_level_key() {
+        assert!(errors(&format!("{MINIMAL}servers: {{}}\n"))
+            .starts_with("servers: unknown field `servers`"));
+    }
+
+    #[test]
+    fn collects_errors_across_sections() {
+        let yaml = "server: {listen: ['nope'], threads: 0}\n\
+                    upstreams: {o: {tiers: [{name: a, servers: ['127.0.0.1:1']}], connect_timeout: 5}}\n\
+                    routes: [{upstream: missing}, {upstream: o, plugins: [{headers: {bogus: 1}}]}]\n";
+        assert_eq!(
+            errors(yaml),
+            "server.listen[0]: `nope` is not an IP:port address (e.g. 0.0.0.0:8080, [::]:8080)\n\
+             server.threads: must be at least 1\n\
+             upstreams.o.connect_timeout: `5`: expected a duration like 250ms, 5s, 10m, 2h or 7d\n\
+             routes[0].upstream: no upstream `missing` under upstreams\n\
+             routes[1].plugins[0].headers.bogus: unknown field `bogus`, expected `request` or `response`"
+        );
+    }
+
+    #[test]
+    fn unset_variable_names_variable_and_path() {
+        let yaml = MINIMAL.replace("name: a", "name: '${TIER}'");
+        assert_eq!(
+            errors(&yaml),
+            "upstreams.o.tiers[0].name: environment variable TIER is not set"
+        );
+    }
+}

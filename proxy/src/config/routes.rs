@@ -1,0 +1,137 @@
+//! The `routes:` list: what to match, where to send it, and the plugin chain.
+
+use crate::router::{HostPattern, Route, Target};
+use crate::upstream::Upstream;
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use weir_plugins::config::{from_value, index, join};
+use weir_plugins::{BuildContext, ConfigError, ConfigErrors, Registry};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteWire {
+    name: Option<String>,
+    #[serde(rename = "match")]
+    matcher: Option<MatchWire>,
+    upstream: Option<String>,
+    redirect: Option<String>,
+    #[serde(default)]
+    plugins: Vec<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MatchWire {
+    host: Option<OneOrMany>,
+    path_prefix: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// What routes may refer to.
+pub struct RouteRefs<'a> {
+    /// Built upstreams by name (a failed upstream is present as `None` so routes naming it
+    /// report no second error).
+    pub upstreams: &'a BTreeMap<String, Option<Arc<Upstream>>>,
+    /// Zones for plugins.
+    pub plugins: &'a BuildContext,
+    /// Plugin factories.
+    pub registry: &'a Registry,
+}
+
+/// Builds `routes[i]` found at `path`.
+pub fn build(i: usize, value: &Value, path: &str, refs: &RouteRefs) -> Result<Route, ConfigErrors> {
+    let wire: RouteWire = from_value(value, path)?;
+    let mut errors = ConfigErrors::default();
+    let name = wire.name.unwrap_or_else(|| format!("route{i}"));
+
+    let (hosts, path_prefix) = match wire.matcher {
+        None => (Vec::new(), None),
+        Some(m) => {
+            let match_path = join(path, "match");
+            let host_list = match m.host {
+                None => Vec::new(),
+                Some(OneOrMany::One(h)) => vec![(join(&match_path, "host"), h)],
+                Some(OneOrMany::Many(v)) => v
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, h)| (index(&join(&match_path, "host"), j), h))
+                    .collect(),
+            };
+            let hosts = host_list
+                .into_iter()
+                .filter_map(|(p, h)| HostPattern::parse(&h).map_err(|e| errors.push(p, e)).ok())
+                .collect();
+            if let Some(p) = &m.path_prefix {
+                if !p.starts_with('/') {
+                    errors.push(join(&match_path, "path_prefix"), "must start with /");
+                }
+            }
+            (hosts, m.path_prefix)
+        }
+    };
+
+    let target = match (&wire.upstream, &wire.redirect) {
+        (Some(_), Some(_)) => {
+            errors.push(path, "use either `upstream` or `redirect`, not both");
+            None
+        }
+        (None, None) => {
+            errors.push(path, "needs `upstream` (proxy) or `redirect`");
+            None
+        }
+        (None, Some(r)) => {
+            if !refs.upstreams.contains_key(r) {
+                errors.push(
+                    join(path, "redirect"),
+                    format!("no upstream `{r}` under upstreams"),
+                );
+            }
+            errors
+                .0
+                .push(ConfigError::not_implemented(join(path, "redirect")));
+            None
+        }
+        (Some(u), None) => match refs.upstreams.get(u) {
+            None => {
+                errors.push(
+                    join(path, "upstream"),
+                    format!("no upstream `{u}` under upstreams"),
+                );
+                None
+            }
+            Some(built) => built.clone().map(Target::Upstream),
+        },
+    };
+
+    let plugins_path = join(path, "plugins");
+    let plugins: Vec<_> = wire
+        .plugins
+        .iter()
+        .enumerate()
+        .filter_map(|(j, v)| {
+            errors.take(
+                refs.registry
+                    .build(v, &index(&plugins_path, j), refs.plugins),
+            )
+        })
+        .collect();
+
+    match target {
+        Some(target) if errors.is_empty() => Ok(Route {
+            name: Arc::from(name),
+            hosts,
+            path_prefix,
+            target,
+            plugins,
+        }),
+        _ => Err(errors),
+    }
+}

@@ -1,0 +1,295 @@
+//! The `server:` section: listeners, threads, shutdown, access log and request limits.
+
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use weir_plugins::config::{from_value, index, join};
+use weir_plugins::units::{ConfigDuration, ConfigSize};
+use weir_plugins::{ConfigError, ConfigErrors};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerWire {
+    listen: Vec<Value>,
+    threads: Option<usize>,
+    grace_period: Option<ConfigDuration>,
+    trusted_proxies: Option<Vec<String>>,
+    real_ip_header: Option<String>,
+    access_log: Option<AccessLogWire>,
+    max_request_body: Option<ConfigSize>,
+    state_dir: Option<String>,
+    max_header_line: Option<ConfigSize>,
+    max_uri: Option<ConfigSize>,
+    max_headers: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenWire {
+    addr: String,
+    tls: Option<TlsWire>,
+    #[serde(default)]
+    http2: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsWire {
+    cert: String,
+    key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessLogWire {
+    path: Option<String>,
+    format: Option<String>,
+}
+
+/// The validated `server:` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    /// Where weir accepts connections.
+    pub listen: Vec<Listener>,
+    /// Worker threads (default: the number of CPUs).
+    pub threads: usize,
+    /// Longest a graceful stop waits for in-flight requests.
+    pub grace_period: Duration,
+    /// Where and how requests are logged.
+    pub access_log: AccessLogSettings,
+    /// Request bodies larger than this get 413 (nginx `client_max_body_size`, default 1 MiB).
+    pub max_request_body: u64,
+    /// Longest request header line (default 8 KiB).
+    pub max_header_line: usize,
+    /// Longest request URI (default 8 KiB).
+    pub max_uri: usize,
+    /// Most request headers (default 100).
+    pub max_headers: usize,
+}
+
+/// One `listen` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Socket address to bind.
+    pub addr: SocketAddr,
+    /// Certificate and key files when the listener speaks TLS.
+    pub tls: Option<TlsFiles>,
+    /// Offer HTTP/2 by ALPN (TLS listeners only).
+    pub http2: bool,
+}
+
+/// PEM files of a TLS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: String,
+    /// Private key.
+    pub key: String,
+}
+
+/// Where the access log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    /// Standard output.
+    Stdout,
+    /// Nowhere.
+    Off,
+    /// Appended to a file.
+    File(PathBuf),
+}
+
+/// The access log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// nginx's `combined`.
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `server.access_log`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogSettings {
+    /// Destination.
+    pub target: LogTarget,
+    /// Line format.
+    pub format: LogFormat,
+}
+
+/// Defaults when a key is absent.
+const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+const DEFAULT_MAX_BODY: u64 = 1 << 20;
+const DEFAULT_MAX_LINE: u64 = 8 << 10;
+
+/// Builds `server:` found at `path`.
+pub fn build(value: &Value, path: &str) -> Result<ServerSettings, ConfigErrors> {
+    let wire: ServerWire = from_value(value, path)?;
+    let mut errors = ConfigErrors::default();
+    let at = |key: &str| join(path, key);
+
+    if wire.listen.is_empty() {
+        errors.push(at("listen"), "at least one address is required");
+    }
+    let listen: Vec<Listener> = wire
+        .listen
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| errors.take(build_listener(v, &index(&at("listen"), i))))
+        .collect();
+    for (i, l) in listen.iter().enumerate() {
+        if listen[..i].iter().any(|o| o.addr == l.addr) {
+            errors.push(
+                index(&at("listen"), i),
+                format!("{} is listed twice", l.addr),
+            );
+        }
+    }
+
+    let threads = match wire.threads {
+        Some(0) => {
+            errors.push(at("threads"), "must be at least 1");
+            1
+        }
+        Some(n) if n > 1024 => {
+            errors.push(at("threads"), "must be at most 1024");
+            1
+        }
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+
+    // Keys of the contract whose behaviour lands with a later change.
+    for (key, present) in [
+        ("trusted_proxies", wire.trusted_proxies.is_some()),
+        ("real_ip_header", wire.real_ip_header.is_some()),
+        ("state_dir", wire.state_dir.is_some()),
+    ] {
+        if present {
+            errors.0.push(ConfigError::not_implemented(at(key)));
+        }
+    }
+
+    let access_log = wire
+        .access_log
+        .map(|a| build_access_log(a, &at("access_log"), &mut errors))
+        .unwrap_or(AccessLogSettings {
+            target: LogTarget::Stdout,
+            format: LogFormat::Combined,
+        });
+
+    let mut limit = |key: &str, v: Option<ConfigSize>, min: u64, max: u64| -> usize {
+        let n = v.map_or(DEFAULT_MAX_LINE, |s| s.0);
+        if !(min..=max).contains(&n) {
+            errors.push(at(key), format!("must be from {min} to {max} bytes"));
+        }
+        n as usize
+    };
+    let max_header_line = limit("max_header_line", wire.max_header_line, 256, 1 << 20);
+    let max_uri = limit("max_uri", wire.max_uri, 256, 1 << 20);
+    let max_headers = wire.max_headers.unwrap_or(100);
+    if !(1..=256).contains(&max_headers) {
+        errors.push(at("max_headers"), "must be from 1 to 256");
+    }
+
+    errors.into_result(ServerSettings {
+        listen,
+        threads,
+        grace_period: wire.grace_period.map_or(DEFAULT_GRACE, |d| d.0),
+        access_log,
+        max_request_body: wire.max_request_body.map_or(DEFAULT_MAX_BODY, |s| s.0),
+        max_header_line,
+        max_uri,
+        max_headers,
+    })
+}
+
+fn build_listener(value: &Value, path: &str) -> Result<Listener, ConfigErrors> {
+    let wire = match value {
+        Value::String(s) => ListenWire {
+            addr: s.clone(),
+            tls: None,
+            http2: false,
+        },
+        other => from_value::<ListenWire>(other, path)?,
+    };
+    let addr_path = if value.is_string() {
+        path.to_string()
+    } else {
+        join(path, "addr")
+    };
+    let mut errors = ConfigErrors::default();
+    let addr = wire.addr.parse::<SocketAddr>().map_err(|_| {
+        ConfigError::new(
+            &addr_path,
+            format!(
+                "`{}` is not an IP:port address (e.g. 0.0.0.0:8080, [::]:8080)",
+                wire.addr
+            ),
+        )
+    });
+    let addr = errors.take(addr.map_err(ConfigErrors::from));
+    if let Some(tls) = &wire.tls {
+        let tls_path = join(path, "tls");
+        match pingora::tls::load_certs_and_key_files(&tls.cert, &tls.key) {
+            Ok(Some(_)) => {}
+            Ok(None) => errors.push(
+                tls_path,
+                format!(
+                    "no certificate in `{}` or no private key in `{}`",
+                    tls.cert, tls.key
+                ),
+            ),
+            Err(e) => errors.push(
+                tls_path,
+                format!("cannot load `{}` / `{}`: {}", tls.cert, tls.key, e),
+            ),
+        }
+    }
+    if wire.http2 && wire.tls.is_none() {
+        errors.push(
+            join(path, "http2"),
+            "HTTP/2 is offered by ALPN and needs `tls`",
+        );
+    }
+    match addr {
+        Some(addr) if errors.is_empty() => Ok(Listener {
+            addr,
+            tls: wire.tls.map(|t| TlsFiles {
+                cert: t.cert,
+                key: t.key,
+            }),
+            http2: wire.http2,
+        }),
+        _ => Err(errors),
+    }
+}
+
+fn build_access_log(
+    wire: AccessLogWire,
+    path: &str,
+    errors: &mut ConfigErrors,
+) -> AccessLogSettings {
+    let target = match wire.path.as_deref() {
+        None | Some("stdout") => LogTarget::Stdout,
+        Some("off") => LogTarget::Off,
+        Some("") => {
+            errors.push(join(path, "path"), "expected stdout, off or a file path");
+            LogTarget::Off
+        }
+        Some(file) => LogTarget::File(PathBuf::from(file)),
+    };
+    let format = match wire.format.as_deref() {
+        None | Some("combined") => LogFormat::Combined,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            errors.push(
+                join(path, "format"),
+                format!("`{other}`: expected combined or json"),
+            );
+            LogFormat::Combined
+        }
+    };
+    AccessLogSettings { target, format }
+}

@@ -1,0 +1,179 @@
+//! Routing: the first route whose `match` fits the request wins.
+//!
+//! Host patterns are lower-cased at load time; the request path compares bytes without
+//! allocating.
+
+use crate::upstream::Upstream;
+use std::sync::Arc;
+use weir_plugins::Plugin;
+
+/// A `match.host` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// `img.example.com`: this host only.
+    Exact(String),
+    /// `*.img.example.com`: any name ending in `.img.example.com` (not the bare suffix),
+    /// stored with its leading dot.
+    Suffix(String),
+}
+
+impl HostPattern {
+    /// Parses a lower-cased pattern.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.to_ascii_lowercase();
+        let (suffix, name) = match s.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, s.as_str()),
+        };
+        let valid = !name.is_empty()
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            });
+        if !valid {
+            return Err(format!("`{s}` is not a host name or `*.suffix` pattern"));
+        }
+        Ok(if suffix {
+            HostPattern::Suffix(format!(".{name}"))
+        } else {
+            HostPattern::Exact(name.to_string())
+        })
+    }
+
+    /// Does `host` (lower-case, no port) match?
+    fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(h) => h.eq_ignore_ascii_case(host),
+            HostPattern::Suffix(s) => {
+                host.len() > s.len()
+                    && host.as_bytes()[host.len() - s.len()..].eq_ignore_ascii_case(s.as_bytes())
+            }
+        }
+    }
+}
+
+/// Where a matched request goes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Proxied to this upstream.
+    Upstream(Arc<Upstream>),
+}
+
+/// One validated route.
+pub struct Route {
+    /// Its name (`routes[i].name`, or `route<i>`), used in logs.
+    pub name: Arc<str>,
+    /// Host patterns; empty matches any host.
+    pub hosts: Vec<HostPattern>,
+    /// Path prefix; `None` matches any path.
+    pub path_prefix: Option<String>,
+    /// Where requests go.
+    pub target: Target,
+    /// The plugin chain, in YAML order.
+    pub plugins: Vec<Arc<dyn Plugin>>,
+}
+
+impl Route {
+    fn matches(&self, host: Option<&str>, path: &[u8]) -> bool {
+        let host_ok =
+            self.hosts.is_empty() || host.is_some_and(|h| self.hosts.iter().any(|p| p.matches(h)));
+        host_ok
+            && self
+                .path_prefix
+                .as_ref()
+                .is_none_or(|p| path.starts_with(p.as_bytes()))
+    }
+}
+
+/// The ordered routes.
+#[derive(Default)]
+pub struct Router {
+    routes: Vec<Arc<Route>>,
+}
+
+impl Router {
+    /// A router over `routes`, tried in order.
+    pub fn new(routes: Vec<Arc<Route>>) -> Self {
+        Router { routes }
+    }
+
+    /// The first route matching `host` (without port) and `path`.
+    pub fn find(&self, host: Option<&str>, path: &[u8]) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| r.matches(host, path))
+    }
+
+    /// Every route, in order.
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+}
+
+/// The host part of a `Host` header value: lower-case ASCII, port and trailing dot removed.
+/// `None` when the value is not a valid host (the caller answers 400).
+pub fn normalize_host(raw: &[u8]) -> Option<&str> {
+    let s = std::str::from_utf8(raw).ok()?;
+    let host = if let Some(rest) = s.strip_prefix('[') {
+        // [v6]:port
+        let end = rest.find(']')?;
+        let after = &rest[end + 1..];
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(valid_port)) {
+            return None;
+        }
+        return Some(&s[..end + 2]);
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, port)) if valid_port(port) => h,
+            Some(_) => return None,
+            None => s,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let ok = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        && !host.contains("..");
+    ok.then_some(host)
+}
+
+fn valid_port(p: &str) -> bool {
+    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_patterns() {
+        let exact = HostPattern::parse("Img.Example.com").unwrap();
+        assert!(exact.matches("img.example.com"));
+        assert!(exact.matches("IMG.example.COM"));
+        assert!(!exact.matches("a.img.example.com"));
+        let wild = HostPattern::parse("*.img.example.com").unwrap();
+        assert!(wild.matches("a.img.example.com"));
+        assert!(wild.matches("a.b.img.example.com"));
+        assert!(!wild.matches("img.example.com"));
+        assert!(!wild.matches("aimg.example.com"));
+        for bad in ["", "*.", "a..b", "a b", "*.*.x", "a/b"] {
+            assert!(HostPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn normalizes_hosts() {
+        assert_eq!(
+            normalize_host(b"img.example.com:8080"),
+            Some("img.example.com")
+        );
+        assert_eq!(normalize_host(b"img.example.com."), Some("img.example.com"));
+        assert_eq!(normalize_host(b"127.0.0.1"), Some("127.0.0.1"));
+        assert_eq!(normalize_host(b"[::1]:80"), Some("[::1]"));
+        for bad in [&b""[..], b"a b", b"a:xx", b"a/b", b"[::1", b"a..b", b"\xff"] {
+            assert_eq!(normalize_host(bad), None, "{bad:?}");
+        }
+    }
+}
