@@ -110,7 +110,8 @@ impl Router {
     }
 }
 
-/// The host part of a `Host` header value: lower-case ASCII, port and trailing dot removed.
+/// The host part of a `Host` header value, port and trailing dot removed (case kept; routes
+/// compare without case).
 /// `None` when the value is not a valid host (the caller answers 400).
 pub fn normalize_host(raw: &[u8]) -> Option<&str> {
     let s = std::str::from_utf8(raw).ok()?;

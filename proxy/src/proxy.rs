@@ -1,0 +1,336 @@
+//! The phase pipeline: weir's implementation of Pingora's `ProxyHttp`.
+//!
+//! Each request takes a snapshot of the running config when it starts, so a reload never
+//! changes a request mid-flight. The phases: request limits → route match → the route's
+//! plugins (access phase) → upstream select → upstream request (forwarding headers, plugin
+//! edits) → response (plugin edits) → logging.
+
+use crate::access_log::LogRecord;
+use crate::config::Config;
+use crate::request_limits;
+use crate::router::{Route, Target};
+use crate::state::{InflightGuard, Shared};
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::FailToProxy;
+use pingora::{ErrorSource, ErrorType};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+use weir_plugins::{Flow, RequestCtx};
+
+/// nginx's `keepalive_timeout` default: idle client connections close after 75 s.
+const CLIENT_KEEPALIVE_SECS: u64 = 75;
+
+/// The proxy application Pingora runs.
+pub struct Weir {
+    shared: Arc<Shared>,
+}
+
+impl Weir {
+    /// A proxy serving whatever config `shared` holds.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Weir { shared }
+    }
+}
+
+/// Per-request state.
+pub struct RequestState {
+    config: Arc<Config>,
+    route: Option<Arc<Route>>,
+    plugins: Option<RequestCtx>,
+    upstream: Option<SocketAddr>,
+    request_body_bytes: u64,
+    started: Instant,
+    _inflight: InflightGuard,
+}
+
+impl RequestState {
+    /// The route and its plugin context, when a route matched.
+    fn chain(&mut self) -> Option<(&Route, &mut RequestCtx)> {
+        Some((self.route.as_deref()?, self.plugins.as_mut()?))
+    }
+}
+
+fn peer_ip(session: &Session) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
+fn is_tls(session: &Session) -> bool {
+    session.digest().is_some_and(|d| d.ssl_digest.is_some())
+}
+
+/// Writes a short text response and keeps the connection open.
+async fn respond_text(session: &mut Session, status: u16, body: &'static str) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(3))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session
+        .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
+        .await
+}
+
+fn http_error(status: u16, why: &'static str) -> Box<Error> {
+    Error::explain(ErrorType::HTTPStatus(status), why)
+}
+
+#[async_trait]
+impl ProxyHttp for Weir {
+    type CTX = RequestState;
+
+    fn new_ctx(&self) -> RequestState {
+        RequestState {
+            config: self.shared.config.load_full(),
+            route: None,
+            plugins: None,
+            upstream: None,
+            request_body_bytes: 0,
+            started: Instant::now(),
+            _inflight: self.shared.inflight.enter(),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestState) -> Result<bool> {
+        ctx.started = Instant::now();
+        session.set_keepalive(Some(CLIENT_KEEPALIVE_SECS));
+        let host = match request_limits::check(session.req_header(), &ctx.config.server) {
+            Ok(host) => host,
+            Err(refusal) => {
+                log::info!(
+                    "refused {} {}: {}",
+                    peer_ip(session).map_or_else(|| "-".into(), |ip| ip.to_string()),
+                    String::from_utf8_lossy(session.req_header().raw_path())
+                        .chars()
+                        .take(200)
+                        .collect::<String>(),
+                    refusal.reason()
+                );
+                return Err(http_error(refusal.status(), refusal.reason()));
+            }
+        };
+        let route = ctx
+            .config
+            .router
+            .find(host, session.req_header().uri.path().as_bytes())
+            .cloned();
+        let Some(route) = route else {
+            respond_text(session, 404, "404 no route for this host and path\n").await?;
+            return Ok(true);
+        };
+
+        let declared = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > ctx.config.server.max_request_body) {
+            return Err(http_error(
+                413,
+                "request body larger than server.max_request_body",
+            ));
+        }
+
+        let mut plugin_ctx = RequestCtx::new(peer_ip(session), route.name.clone(), is_tls(session));
+        for plugin in &route.plugins {
+            if plugin.request_filter(session, &mut plugin_ctx).await? == Flow::Responded {
+                ctx.route = Some(route);
+                ctx.plugins = Some(plugin_ctx);
+                return Ok(true);
+            }
+        }
+        ctx.route = Some(route);
+        ctx.plugins = Some(plugin_ctx);
+        Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestState,
+    ) -> Result<()> {
+        if let Some(b) = body {
+            ctx.request_body_bytes += b.len() as u64;
+            if ctx.request_body_bytes > ctx.config.server.max_request_body {
+                return Err(http_error(
+                    413,
+                    "request body larger than server.max_request_body",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestState,
+    ) -> Result<Box<HttpPeer>> {
+        let Some(route) = &ctx.route else {
+            return Err(http_error(500, "no route selected"));
+        };
+        let Target::Upstream(upstream) = &route.target;
+        let Some(server) = upstream.pick() else {
+            return Err(http_error(502, "the upstream has no server"));
+        };
+        ctx.upstream = Some(server.addr);
+        let mut peer = HttpPeer::new(server.addr, false, String::new());
+        peer.options.connection_timeout = Some(upstream.connect_timeout);
+        peer.options.read_timeout = Some(upstream.read_timeout);
+        peer.options.write_timeout = Some(upstream.read_timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        request: &mut RequestHeader,
+        ctx: &mut RequestState,
+    ) -> Result<()> {
+        let client = peer_ip(session);
+        if let Some(ip) = client {
+            // nginx $proxy_add_x_forwarded_for: the client's list plus the peer.
+            let xff = match request
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prev) if !prev.is_empty() => format!("{prev}, {ip}"),
+                _ => ip.to_string(),
+            };
+            request.insert_header("X-Forwarded-For", xff)?;
+            request.insert_header("X-Real-IP", ip.to_string())?;
+        }
+        request.insert_header(
+            "X-Forwarded-Proto",
+            if is_tls(session) { "https" } else { "http" },
+        )?;
+        if request.headers.get(http::header::HOST).is_none() {
+            // HTTP/2 clients send :authority; an HTTP/1.1 upstream needs Host.
+            if let Some(authority) = request.uri.authority().map(|a| a.as_str().to_owned()) {
+                request.insert_header(http::header::HOST, authority)?;
+            }
+        }
+        if let Some(route) = &ctx.route {
+            let Target::Upstream(upstream) = &route.target;
+            if upstream.keepalive == 0 {
+                request.insert_header(http::header::CONNECTION, "close")?;
+            }
+        }
+        if let Some((route, plugin_ctx)) = ctx.chain() {
+            for plugin in &route.plugins {
+                plugin.upstream_request_filter(session, request, plugin_ctx)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestState,
+    ) -> Result<()> {
+        if let Some((route, plugin_ctx)) = ctx.chain() {
+            for plugin in &route.plugins {
+                plugin.response_filter(session, response, plugin_ctx)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestState, error: &Error) -> bool {
+        // Refusals of bad client input are logged by weir at info with the reason.
+        matches!(error.etype(), ErrorType::HTTPStatus(code) if *code < 500)
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut RequestState,
+    ) -> FailToProxy {
+        let code = match (e.etype(), e.esource()) {
+            (ErrorType::HTTPStatus(code), _) => *code,
+            // nginx answers 504 when the upstream times out, 502 for every other upstream failure.
+            (
+                ErrorType::ConnectTimedout
+                | ErrorType::ReadTimedout
+                | ErrorType::WriteTimedout
+                | ErrorType::TLSHandshakeTimedout,
+                ErrorSource::Upstream,
+            ) => 504,
+            (_, ErrorSource::Upstream) => 502,
+            (
+                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
+                ErrorSource::Downstream,
+            ) => 0,
+            (_, ErrorSource::Downstream) => 400,
+            _ => 500,
+        };
+        if code > 0 {
+            let body = http::StatusCode::from_u16(code)
+                .ok()
+                .map(|s| format!("{} {}\n", code, s.canonical_reason().unwrap_or("")))
+                .unwrap_or_default();
+            if let Err(err) = session
+                .respond_error_with_body(code, Bytes::from(body))
+                .await
+            {
+                log::debug!("could not send the {code} error page: {err}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestState) {
+        if let Some((route, plugin_ctx)) = ctx.chain() {
+            for plugin in &route.plugins {
+                plugin.logging(session, error, plugin_ctx).await;
+            }
+        }
+        let log = self.shared.access_log.load();
+        if log.is_off() {
+            return;
+        }
+        let req = session.req_header();
+        let header = |name: http::header::HeaderName| {
+            req.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+        };
+        let uri = String::from_utf8_lossy(req.raw_path());
+        let version = match req.version {
+            http::Version::HTTP_10 => "HTTP/1.0",
+            http::Version::HTTP_2 => "HTTP/2.0",
+            _ => "HTTP/1.1",
+        };
+        log.write(&LogRecord {
+            client: peer_ip(session),
+            method: req.method.as_str(),
+            uri: &uri,
+            version,
+            status: session.response_written().map_or(0, |r| r.status.as_u16()),
+            body_bytes: session.body_bytes_sent(),
+            referer: header(http::header::REFERER),
+            user_agent: header(http::header::USER_AGENT),
+            host: header(http::header::HOST),
+            route: ctx.route.as_ref().map_or("-", |r| &r.name),
+            upstream: ctx.upstream,
+            duration: ctx.started.elapsed(),
+            error: error.map(|e| e.to_string()),
+        });
+    }
+}
