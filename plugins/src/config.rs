@@ -132,13 +132,62 @@ pub fn from_value<T: DeserializeOwned>(value: &Value, path: &str) -> Result<T, C
     })
 }
 
+/// A field whose value is checked on its own: deserializing it never fails the enclosing
+/// struct, so one bad value does not hide the errors of its siblings. The build step calls
+/// [`Checked::get`] to report the error with the field's path.
+#[derive(Debug, Clone)]
+pub struct Checked<T>(Result<T, String>);
+
+impl<'de, T: DeserializeOwned> serde::Deserialize<'de> for Checked<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(d)?;
+        Ok(Checked(
+            serde_yaml_ng::from_value(value).map_err(|e| tidy_serde_message(&e.to_string())),
+        ))
+    }
+}
+
+impl<T> Checked<T> {
+    /// The value, or `None` after recording its error at `path`.
+    pub fn get(self, path: &str, errors: &mut ConfigErrors) -> Option<T> {
+        match self.0 {
+            Ok(v) => Some(v),
+            Err(m) => {
+                errors.push(path, m);
+                None
+            }
+        }
+    }
+}
+
+/// The value of an optional checked field: `None` when absent or invalid (the error is
+/// recorded at `path`).
+pub fn checked<T>(field: Option<Checked<T>>, path: &str, errors: &mut ConfigErrors) -> Option<T> {
+    field.and_then(|c| c.get(path, errors))
+}
+
 /// serde_yaml appends " at line N column M" to some messages; the YAML path already says
 /// where, and a line number after `${VAR}` interpolation would point at the wrong place.
+/// Rust type names mean nothing to a YAML author, so they are replaced by words.
 fn tidy_serde_message(msg: &str) -> String {
-    match msg.find(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg.to_string(),
+    let msg = match msg.find(" at line ") {
+        Some(i) => &msg[..i],
+        None => msg,
+    };
+    let mut out = msg.to_string();
+    for (rust, words) in [
+        ("expected u8", "expected a non-negative integer"),
+        ("expected u16", "expected a non-negative integer"),
+        ("expected u32", "expected a non-negative integer"),
+        ("expected u64", "expected a non-negative integer"),
+        ("expected usize", "expected a non-negative integer"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        if let Some(stripped) = out.strip_suffix(rust) {
+            out = format!("{stripped}{words}");
+        }
     }
+    out
 }
 
 #[cfg(test)]
@@ -182,12 +231,31 @@ mod tests {
         );
     }
 
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Lenient {
+        a: Option<Checked<u32>>,
+        b: Option<Checked<u32>>,
+    }
+
+    #[test]
+    fn checked_fields_report_every_bad_sibling() {
+        let l: Lenient = from_value(&yaml("a: x\nb: -2"), "p").unwrap();
+        let mut errors = ConfigErrors::default();
+        assert_eq!(checked(l.a, "p.a", &mut errors), None);
+        assert_eq!(checked(l.b, "p.b", &mut errors), None);
+        assert_eq!(
+            errors.to_string(),
+            "p.a: invalid type: string \"x\", expected a non-negative integer\np.b: invalid value: integer `-2`, expected a non-negative integer"
+        );
+    }
+
     #[test]
     fn sequence_paths_have_no_dot() {
         let e = from_value::<Vec<Item>>(&yaml("- burst: 1\n- burst: x"), "list").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "list[1].burst: invalid type: string \"x\", expected u32"
+            "list[1].burst: invalid type: string \"x\", expected a non-negative integer"
         );
     }
 }

@@ -65,6 +65,8 @@ pub fn parse(
         .map_err(|e| ConfigError::new("", format!("invalid YAML: {e}")))?;
     let mut errors = ConfigErrors::default();
     env::interpolate(&mut root, "", env, &mut errors);
+    // A value whose variable is unset is reported once, not again as an invalid value.
+    let unset: Vec<String> = errors.0.iter().map(|e| e.path.clone()).collect();
     if root.is_null() {
         return Err(ConfigError::new(
             "",
@@ -130,6 +132,13 @@ pub fn parse(
         }
     }
 
+    let interpolation_errors = unset.len();
+    let (first, rest) = errors.0.split_at(interpolation_errors);
+    let rest = rest
+        .iter()
+        .filter(|e| !unset.iter().any(|p| within(&e.path, p)));
+    let errors = ConfigErrors(first.iter().chain(rest).cloned().collect());
+
     match server {
         Some(server) if errors.is_empty() => Ok(Config {
             server,
@@ -141,6 +150,12 @@ pub fn parse(
         }),
         _ => Err(errors),
     }
+}
+
+/// True when `path` is `prefix` or below it.
+fn within(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use serde_yaml_ng::Value;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use weir_plugins::config::{from_value, index, join};
+use weir_plugins::config::{checked, from_value, index, join, Checked};
 use weir_plugins::units::{ConfigDuration, ConfigSize};
 use weir_plugins::{ConfigError, ConfigErrors};
 
@@ -13,16 +13,16 @@ use weir_plugins::{ConfigError, ConfigErrors};
 #[serde(deny_unknown_fields)]
 struct ServerWire {
     listen: Vec<Value>,
-    threads: Option<usize>,
-    grace_period: Option<ConfigDuration>,
+    threads: Option<Checked<usize>>,
+    grace_period: Option<Checked<ConfigDuration>>,
     trusted_proxies: Option<Vec<String>>,
     real_ip_header: Option<String>,
     access_log: Option<AccessLogWire>,
-    max_request_body: Option<ConfigSize>,
+    max_request_body: Option<Checked<ConfigSize>>,
     state_dir: Option<String>,
-    max_header_line: Option<ConfigSize>,
-    max_uri: Option<ConfigSize>,
-    max_headers: Option<usize>,
+    max_header_line: Option<Checked<ConfigSize>>,
+    max_uri: Option<Checked<ConfigSize>>,
+    max_headers: Option<Checked<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,7 +147,7 @@ pub fn build(value: &Value, path: &str) -> Result<ServerSettings, ConfigErrors> 
         }
     }
 
-    let threads = match wire.threads {
+    let threads = match checked(wire.threads, &at("threads"), &mut errors) {
         Some(0) => {
             errors.push(at("threads"), "must be at least 1");
             1
@@ -179,8 +179,8 @@ pub fn build(value: &Value, path: &str) -> Result<ServerSettings, ConfigErrors> 
             format: LogFormat::Combined,
         });
 
-    let mut limit = |key: &str, v: Option<ConfigSize>, min: u64, max: u64| -> usize {
-        let n = v.map_or(DEFAULT_MAX_LINE, |s| s.0);
+    let mut limit = |key: &str, v: Option<Checked<ConfigSize>>, min: u64, max: u64| -> usize {
+        let n = checked(v, &at(key), &mut errors).map_or(DEFAULT_MAX_LINE, |s| s.0);
         if !(min..=max).contains(&n) {
             errors.push(at(key), format!("must be from {min} to {max} bytes"));
         }
@@ -188,17 +188,21 @@ pub fn build(value: &Value, path: &str) -> Result<ServerSettings, ConfigErrors> 
     };
     let max_header_line = limit("max_header_line", wire.max_header_line, 256, 1 << 20);
     let max_uri = limit("max_uri", wire.max_uri, 256, 1 << 20);
-    let max_headers = wire.max_headers.unwrap_or(100);
+    let max_headers = checked(wire.max_headers, &at("max_headers"), &mut errors).unwrap_or(100);
     if !(1..=256).contains(&max_headers) {
         errors.push(at("max_headers"), "must be from 1 to 256");
     }
 
+    let grace_period =
+        checked(wire.grace_period, &at("grace_period"), &mut errors).map_or(DEFAULT_GRACE, |d| d.0);
+    let max_request_body = checked(wire.max_request_body, &at("max_request_body"), &mut errors)
+        .map_or(DEFAULT_MAX_BODY, |s| s.0);
     errors.into_result(ServerSettings {
         listen,
         threads,
-        grace_period: wire.grace_period.map_or(DEFAULT_GRACE, |d| d.0),
+        grace_period,
         access_log,
-        max_request_body: wire.max_request_body.map_or(DEFAULT_MAX_BODY, |s| s.0),
+        max_request_body,
         max_header_line,
         max_uri,
         max_headers,

@@ -8,7 +8,7 @@ use crate::upstream::{Tier, Upstream, UpstreamServer};
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 use std::net::SocketAddr;
-use weir_plugins::config::{from_value, index, join};
+use weir_plugins::config::{checked, from_value, index, join, Checked};
 use weir_plugins::units::ConfigDuration;
 use weir_plugins::{ConfigError, ConfigErrors};
 
@@ -18,16 +18,16 @@ struct UpstreamWire {
     tiers: Vec<TierWire>,
     balance: Option<String>,
     tls_ca: Option<String>,
-    dns_refresh: Option<ConfigDuration>,
+    dns_refresh: Option<Checked<ConfigDuration>>,
     health_check: Option<HealthCheckWire>,
-    max_fails: Option<u32>,
-    fail_timeout: Option<ConfigDuration>,
+    max_fails: Option<Checked<u32>>,
+    fail_timeout: Option<Checked<ConfigDuration>>,
     next_upstream: Option<Vec<String>>,
-    next_upstream_tries: Option<u32>,
-    next_upstream_timeout: Option<ConfigDuration>,
-    connect_timeout: Option<ConfigDuration>,
-    read_timeout: Option<ConfigDuration>,
-    keepalive: Option<usize>,
+    next_upstream_tries: Option<Checked<u32>>,
+    next_upstream_timeout: Option<Checked<ConfigDuration>>,
+    connect_timeout: Option<Checked<ConfigDuration>>,
+    read_timeout: Option<Checked<ConfigDuration>>,
+    keepalive: Option<Checked<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,7 +41,7 @@ struct TierWire {
 #[serde(deny_unknown_fields)]
 struct ServerWire {
     addr: String,
-    weight: Option<u32>,
+    weight: Option<Checked<u32>>,
     #[serde(default)]
     tls: bool,
     sni: Option<String>,
@@ -141,19 +141,17 @@ pub fn build(name: &str, value: &Value, path: &str) -> Result<Upstream, ConfigEr
             errors.0.push(ConfigError::not_implemented(at(key)));
         }
     }
-    let keepalive = wire.keepalive.unwrap_or(64);
+    let keepalive = checked(wire.keepalive, &at("keepalive"), &mut errors).unwrap_or(64);
+    let connect_timeout = checked(wire.connect_timeout, &at("connect_timeout"), &mut errors);
+    let read_timeout = checked(wire.read_timeout, &at("read_timeout"), &mut errors);
     if keepalive > 100_000 {
         errors.push(at("keepalive"), "must be at most 100000");
     }
     errors.into_result(Upstream {
         name: name.to_string(),
         tiers,
-        connect_timeout: wire
-            .connect_timeout
-            .map_or(std::time::Duration::from_secs(2), |d| d.0),
-        read_timeout: wire
-            .read_timeout
-            .map_or(std::time::Duration::from_secs(60), |d| d.0),
+        connect_timeout: connect_timeout.map_or(std::time::Duration::from_secs(2), |d| d.0),
+        read_timeout: read_timeout.map_or(std::time::Duration::from_secs(60), |d| d.0),
         keepalive,
     })
 }
@@ -193,7 +191,7 @@ fn build_server(value: &Value, path: &str) -> Result<UpstreamServer, ConfigError
             None
         }
     };
-    let weight = wire.weight.unwrap_or(1);
+    let weight = checked(wire.weight, &join(path, "weight"), &mut errors).unwrap_or(1);
     if !(1..=1000).contains(&weight) {
         errors.push(join(path, "weight"), "must be from 1 to 1000");
     }

@@ -1,0 +1,242 @@
+//! Test harness: the real `weir` binary on a free port, in a temp dir of its own, killed on
+//! drop; helpers for raw HTTP and config files.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+#[allow(unused_imports)]
+pub use weir_origin::Origin;
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    l.local_addr().unwrap().port()
+}
+
+/// A running weir process.
+pub struct Weir {
+    child: Child,
+    /// Its first listener's port.
+    pub port: u16,
+    /// Its temp dir (config, logs).
+    pub dir: tempfile::TempDir,
+}
+
+/// The path of the weir binary under test.
+pub fn weir_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_weir")
+}
+
+/// One upstream `o` pointing at `origin`, one catch-all route, listening on `port`.
+pub fn simple_config(
+    port: u16,
+    origin: SocketAddr,
+    extra_server: &str,
+    upstream_extra: &str,
+    plugins: &str,
+) -> String {
+    format!(
+        "server:\n  listen: [\"127.0.0.1:{port}\"]\n  threads: 2\n  grace_period: 5s\n{extra_server}\
+         upstreams:\n  o:\n    tiers: [{{name: origin, servers: [\"{origin}\"]}}]\n{upstream_extra}\
+         routes:\n  - name: all\n    upstream: o\n    plugins: [{plugins}]\n"
+    )
+}
+
+impl Weir {
+    /// Starts weir with `yaml` (its first `listen` must be `127.0.0.1:{port}`) and waits until
+    /// `port` accepts connections.
+    pub fn start(yaml: &str, port: u16) -> Weir {
+        Weir::start_with_env(yaml, port, &[])
+    }
+
+    /// As [`Weir::start`], with extra environment variables.
+    pub fn start_with_env(yaml: &str, port: u16, env: &[(&str, &str)]) -> Weir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("weir.yaml"), yaml).unwrap();
+        let stdout = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
+        let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let mut cmd = Command::new(weir_bin());
+        cmd.arg("-c")
+            .arg(dir.path().join("weir.yaml"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn weir");
+        let mut weir = Weir { child, port, dir };
+        weir.wait_ready();
+        weir
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("weir exited early ({status}); stderr:\n{}", self.stderr());
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "weir did not listen on {} in time; stderr:\n{}",
+            self.port,
+            self.stderr()
+        );
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The config file path (rewrite it, then [`Weir::signal`] `HUP`).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("weir.yaml")
+    }
+
+    /// Everything weir wrote to stderr (its log) so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// Everything weir wrote to stdout (the access log by default) so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, …).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill -{name} failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Waits until stderr contains `needle` (up to 10 s); true when it did.
+    pub fn wait_log(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// A field of /proc/PID/status in KiB (`VmRSS`, `VmHWM`).
+    pub fn proc_status_kib(&self, field: &str) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        s.lines()
+            .find(|l| l.starts_with(&format!("{field}:")))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Weir {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `raw` bytes on a new connection and returns everything read until the server
+/// closes or 5 s pass.
+pub fn raw_request(port: u16, raw: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(raw).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                // A complete response with Content-Length: stop early.
+                if let Some(text) = complete_response(&out) {
+                    return text;
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn complete_response(buf: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(buf);
+    let head_end = text.find("\r\n\r\n")?;
+    let len = text[..head_end]
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_string())
+        })?
+        .parse::<usize>()
+        .ok()?;
+    (buf.len() >= head_end + 4 + len).then(|| text.into_owned())
+}
+
+/// The status code of a raw HTTP response.
+pub fn status_of(resp: &str) -> u16 {
+    resp.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// An async client that does not follow redirects and has no proxy.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// Runs `weir -t -c path` and returns (exit success, stdout).
+pub fn check_config(path: &Path) -> (bool, String) {
+    let out = Command::new(weir_bin())
+        .arg("-t")
+        .arg("-c")
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
