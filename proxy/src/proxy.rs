@@ -219,6 +219,13 @@ impl ProxyHttp for Weir {
                 request.insert_header(http::header::HOST, authority)?;
             }
         }
+        // Hop-by-hop headers are the client's business, not the upstream's: a client's
+        // `Connection: close` must not cost the pooled upstream connection. Upgrades keep them.
+        if !session.is_upgrade_req() {
+            request.remove_header(&http::header::CONNECTION);
+            request.remove_header("keep-alive");
+            request.remove_header("proxy-connection");
+        }
         if let Some(route) = &ctx.route {
             let Target::Upstream(upstream) = &route.target;
             if upstream.keepalive == 0 {

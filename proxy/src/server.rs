@@ -53,12 +53,6 @@ pub fn run(path: PathBuf, config: Config, registry: Registry) -> ! {
         inflight: Inflight::default(),
     });
 
-    let mut conf = ServerConf::default();
-    conf.threads = settings.threads;
-    conf.work_stealing = true;
-    // Never sleep a fixed grace period: the drain watcher below exits once idle.
-    conf.grace_period_seconds = Some(settings.grace_period.as_secs().max(1));
-    conf.graceful_shutdown_timeout_seconds = Some(1);
     let keepalive: usize = shared
         .config
         .load()
@@ -66,17 +60,26 @@ pub fn run(path: PathBuf, config: Config, registry: Registry) -> ! {
         .values()
         .map(|u| u.keepalive * u.tiers.iter().map(|t| t.servers.len()).sum::<usize>())
         .sum();
-    conf.upstream_keepalive_pool_size = keepalive.max(128);
-    // Each process gets its own paths so parallel instances never collide.
+    // Each process gets its own pid/upgrade paths so parallel instances never collide.
     let tmp = std::env::temp_dir();
-    conf.pid_file = tmp
-        .join(format!("weir-{}.pid", std::process::id()))
-        .display()
-        .to_string();
-    conf.upgrade_sock = tmp
-        .join(format!("weir-{}.sock", std::process::id()))
-        .display()
-        .to_string();
+    let conf = ServerConf {
+        threads: settings.threads,
+        work_stealing: true,
+        // Pingora sleeps this whole period on a graceful stop; the drain watcher below exits
+        // as soon as nothing is in flight, so this is only the upper bound.
+        grace_period_seconds: Some(settings.grace_period.as_secs().max(1)),
+        graceful_shutdown_timeout_seconds: Some(1),
+        upstream_keepalive_pool_size: keepalive.max(128),
+        pid_file: tmp
+            .join(format!("weir-{}.pid", std::process::id()))
+            .display()
+            .to_string(),
+        upgrade_sock: tmp
+            .join(format!("weir-{}.sock", std::process::id()))
+            .display()
+            .to_string(),
+        ..ServerConf::default()
+    };
 
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();

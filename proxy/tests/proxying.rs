@@ -243,3 +243,30 @@ async fn status_and_reset_from_the_origin() {
         200
     );
 }
+
+#[tokio::test]
+async fn client_connection_close_does_not_close_the_upstream_connection() {
+    let origin = Origin::start("o");
+    let port = free_port();
+    let _weir = Weir::start(&simple_config(port, origin.addr(), "", "", ""), port);
+    for _ in 0..10 {
+        let resp = common::raw_request(
+            port,
+            b"GET /__echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nKeep-Alive: 5\r\n\r\n",
+        );
+        assert_eq!(common::status_of(&resp), 200, "{resp}");
+        assert!(
+            !resp.contains("\"connection\""),
+            "hop-by-hop header forwarded: {resp}"
+        );
+        assert!(
+            !resp.contains("\"keep-alive\""),
+            "hop-by-hop header forwarded: {resp}"
+        );
+    }
+    assert!(
+        origin.connections() <= 2,
+        "{} upstream connections for 10 requests",
+        origin.connections()
+    );
+}
