@@ -39,6 +39,14 @@ impl ShutdownSignalWatch for StopSignal {
 
 /// Runs weir with `config` (loaded from `path`) until a stop signal. Never returns.
 pub fn run(path: PathBuf, config: Config, registry: Registry) -> ! {
+    // Pingora binds inside its service task and only logs when it cannot; like nginx, weir
+    // refuses to start instead of running without its listeners.
+    for l in &config.server.listen {
+        if let Err(e) = std::net::TcpListener::bind(l.addr) {
+            eprintln!("weir: cannot listen on {}: {e}", l.addr);
+            std::process::exit(1);
+        }
+    }
     let access_log = match AccessLog::open(&config.server.access_log) {
         Ok(l) => l,
         Err(e) => {

@@ -181,3 +181,45 @@ async fn combined_access_log_on_stdout() {
         "{out}"
     );
 }
+
+#[test]
+fn a_busy_port_stops_the_start_with_a_clear_error() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("weir.yaml");
+    std::fs::write(
+        &f,
+        simple_config(port, "127.0.0.1:1".parse().unwrap(), "", "", ""),
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::weir_bin())
+        .arg("-c")
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("weir: cannot listen on 127.0.0.1:{port}:")),
+        "{err}"
+    );
+}
+
+#[test]
+fn access_log_directory_must_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("weir.yaml");
+    let server = "  access_log: {path: /nonexistent/dir/access.log}\n";
+    std::fs::write(
+        &f,
+        simple_config(8080, "127.0.0.1:1".parse().unwrap(), server, "", ""),
+    )
+    .unwrap();
+    let (ok, out) = common::check_config(&f);
+    assert!(!ok);
+    assert_eq!(
+        out,
+        "server.access_log.path: directory /nonexistent/dir does not exist\n"
+    );
+}

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use weir_plugins::config::{checked, from_value, index, join, Checked};
 use weir_plugins::units::{ConfigDuration, ConfigSize};
@@ -282,7 +282,20 @@ fn build_access_log(
             errors.push(join(path, "path"), "expected stdout, off or a file path");
             LogTarget::Off
         }
-        Some(file) => LogTarget::File(PathBuf::from(file)),
+        Some(file) => {
+            let file = PathBuf::from(file);
+            let dir = file
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if !dir.is_dir() {
+                errors.push(
+                    join(path, "path"),
+                    format!("directory {} does not exist", dir.display()),
+                );
+            }
+            LogTarget::File(file)
+        }
     };
     let format = match wire.format.as_deref() {
         None | Some("combined") => LogFormat::Combined,
