@@ -27,7 +27,8 @@ pub trait Plugin: Send + Sync + 'static {
     /// May delay, answer (returning [`Flow::Responded`] after writing a full response with
     /// `session.write_response_header`/`write_response_body`), or pass.
     ///
-    /// An `Err` ends the request with the error's status (502 when it has none).
+    /// An `Err` ends the request with the error's status when it is an
+    /// `ErrorType::HTTPStatus`, else 500.
     async fn request_filter(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Flow> {
         Ok(Flow::Continue)
     }

@@ -80,6 +80,25 @@ fn http_error(status: u16, why: &'static str) -> Box<Error> {
     Error::explain(ErrorType::HTTPStatus(status), why)
 }
 
+const BODY_TOO_LARGE: &str = "request body larger than server.max_request_body";
+
+/// `server.max_request_body: 0` means no limit, as nginx's `client_max_body_size 0`.
+fn body_too_large(bytes: u64, config: &Config) -> bool {
+    let max = config.server.max_request_body;
+    max != 0 && bytes > max
+}
+
+/// Logs why a request is refused (client, path, reason) and makes the error that answers it.
+fn refuse(session: &Session, status: u16, why: &'static str) -> Box<Error> {
+    let path: String = String::from_utf8_lossy(session.req_header().raw_path())
+        .chars()
+        .take(200)
+        .collect();
+    let client = peer_ip(session).map_or_else(|| "-".into(), |ip| ip.to_string());
+    log::info!("refused {client} {path} with {status}: {why}");
+    http_error(status, why)
+}
+
 #[async_trait]
 impl ProxyHttp for Weir {
     type CTX = RequestState;
@@ -101,18 +120,7 @@ impl ProxyHttp for Weir {
         session.set_keepalive(Some(CLIENT_KEEPALIVE_SECS));
         let host = match request_limits::check(session.req_header(), &ctx.config.server) {
             Ok(host) => host,
-            Err(refusal) => {
-                log::info!(
-                    "refused {} {}: {}",
-                    peer_ip(session).map_or_else(|| "-".into(), |ip| ip.to_string()),
-                    String::from_utf8_lossy(session.req_header().raw_path())
-                        .chars()
-                        .take(200)
-                        .collect::<String>(),
-                    refusal.reason()
-                );
-                return Err(http_error(refusal.status(), refusal.reason()));
-            }
+            Err(refusal) => return Err(refuse(session, refusal.status(), refusal.reason())),
         };
         let route = ctx
             .config
@@ -130,40 +138,39 @@ impl ProxyHttp for Weir {
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > ctx.config.server.max_request_body) {
-            return Err(http_error(
-                413,
-                "request body larger than server.max_request_body",
-            ));
+        if declared.is_some_and(|n| body_too_large(n, &ctx.config)) {
+            return Err(refuse(session, 413, BODY_TOO_LARGE));
         }
 
-        let mut plugin_ctx = RequestCtx::new(peer_ip(session), route.name.clone(), is_tls(session));
-        for plugin in &route.plugins {
-            if plugin.request_filter(session, &mut plugin_ctx).await? == Flow::Responded {
-                ctx.route = Some(route);
-                ctx.plugins = Some(plugin_ctx);
-                return Ok(true);
+        // The route is recorded before any plugin runs, so the logging phase sees it even
+        // when a plugin fails.
+        ctx.plugins = Some(RequestCtx::new(
+            peer_ip(session),
+            route.name.clone(),
+            is_tls(session),
+        ));
+        ctx.route = Some(route);
+        if let Some((route, plugin_ctx)) = ctx.chain() {
+            for plugin in &route.plugins {
+                if plugin.request_filter(session, plugin_ctx).await? == Flow::Responded {
+                    return Ok(true);
+                }
             }
         }
-        ctx.route = Some(route);
-        ctx.plugins = Some(plugin_ctx);
         Ok(false)
     }
 
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         _end_of_stream: bool,
         ctx: &mut RequestState,
     ) -> Result<()> {
         if let Some(b) = body {
             ctx.request_body_bytes += b.len() as u64;
-            if ctx.request_body_bytes > ctx.config.server.max_request_body {
-                return Err(http_error(
-                    413,
-                    "request body larger than server.max_request_body",
-                ));
+            if body_too_large(ctx.request_body_bytes, &ctx.config) {
+                return Err(refuse(session, 413, BODY_TOO_LARGE));
             }
         }
         Ok(())
@@ -246,6 +253,9 @@ impl ProxyHttp for Weir {
         response: &mut ResponseHeader,
         ctx: &mut RequestState,
     ) -> Result<()> {
+        if response.status.is_informational() {
+            return Ok(()); // plugins edit the final response, not `100 Continue`
+        }
         if let Some((route, plugin_ctx)) = ctx.chain() {
             for plugin in &route.plugins {
                 plugin.response_filter(session, response, plugin_ctx)?;

@@ -41,12 +41,18 @@ impl ShutdownSignalWatch for StopSignal {
 pub fn run(path: PathBuf, config: Config, registry: Registry) -> ! {
     // Pingora binds inside its service task and only logs when it cannot; like nginx, weir
     // refuses to start instead of running without its listeners.
+    // All at once, so two entries that conflict (0.0.0.0:80 and [::]:80) are caught too.
+    let mut probes = Vec::new();
     for l in &config.server.listen {
-        if let Err(e) = std::net::TcpListener::bind(l.addr) {
-            eprintln!("weir: cannot listen on {}: {e}", l.addr);
-            std::process::exit(1);
+        match std::net::TcpListener::bind(l.addr) {
+            Ok(probe) => probes.push(probe),
+            Err(e) => {
+                eprintln!("weir: cannot listen on {}: {e}", l.addr);
+                std::process::exit(1);
+            }
         }
     }
+    drop(probes);
     let access_log = match AccessLog::open(&config.server.access_log) {
         Ok(l) => l,
         Err(e) => {
@@ -243,6 +249,9 @@ fn warn_restart_only(old: &ServerSettings, new: &ServerSettings) {
     }
     if old.threads != new.threads {
         log::warn!("reload: server.threads changed; takes effect after a restart");
+    }
+    if old.grace_period != new.grace_period {
+        log::warn!("reload: server.grace_period changed; takes effect after a restart");
     }
 }
 

@@ -270,3 +270,22 @@ async fn client_connection_close_does_not_close_the_upstream_connection() {
         origin.connections()
     );
 }
+
+#[tokio::test]
+async fn max_request_body_zero_means_no_limit() {
+    let origin = Origin::start("o");
+    let port = free_port();
+    let weir = Weir::start(
+        &simple_config(port, origin.addr(), "  max_request_body: 0\n", "", ""),
+        port,
+    );
+    let r = common::client()
+        .post(weir.url("/__echo"))
+        .body(vec![b'x'; 3 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(echo["body_bytes"], 3 << 20);
+}

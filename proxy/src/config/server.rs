@@ -132,19 +132,16 @@ pub fn build(value: &Value, path: &str) -> Result<ServerSettings, ConfigErrors> 
     if wire.listen.is_empty() {
         errors.push(at("listen"), "at least one address is required");
     }
-    let listen: Vec<Listener> = wire
-        .listen
-        .iter()
-        .enumerate()
-        .filter_map(|(i, v)| errors.take(build_listener(v, &index(&at("listen"), i))))
-        .collect();
-    for (i, l) in listen.iter().enumerate() {
-        if listen[..i].iter().any(|o| o.addr == l.addr) {
-            errors.push(
-                index(&at("listen"), i),
-                format!("{} is listed twice", l.addr),
-            );
+    let mut listen: Vec<Listener> = Vec::new();
+    for (i, v) in wire.listen.iter().enumerate() {
+        let at_i = index(&at("listen"), i);
+        let Some(l) = errors.take(build_listener(v, &at_i)) else {
+            continue;
+        };
+        if listen.iter().any(|o| o.addr == l.addr) {
+            errors.push(at_i, format!("{} is listed twice", l.addr));
         }
+        listen.push(l);
     }
 
     let threads = match checked(wire.threads, &at("threads"), &mut errors) {

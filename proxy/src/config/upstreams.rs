@@ -89,14 +89,20 @@ pub fn build(name: &str, value: &Value, path: &str) -> Result<Upstream, ConfigEr
                 "not implemented yet (an empty tier holds registered servers only)",
             );
         }
-        let servers = tier
-            .servers
-            .iter()
-            .enumerate()
-            .filter_map(|(i, v)| {
-                errors.take(build_server(v, &index(&join(&tier_path, "servers"), i)))
-            })
-            .collect();
+        let mut servers: Vec<UpstreamServer> = Vec::new();
+        for (i, v) in tier.servers.iter().enumerate() {
+            let at_i = index(&join(&tier_path, "servers"), i);
+            let Some(server) = errors.take(build_server(v, &at_i)) else {
+                continue;
+            };
+            if servers.iter().any(|o| o.addr == server.addr) {
+                errors.push(
+                    at_i,
+                    format!("{} is listed twice in this tier", server.addr),
+                );
+            }
+            servers.push(server);
+        }
         tiers.push(Tier::new(tier.name, servers));
     }
 
@@ -144,6 +150,14 @@ pub fn build(name: &str, value: &Value, path: &str) -> Result<Upstream, ConfigEr
     let keepalive = checked(wire.keepalive, &at("keepalive"), &mut errors).unwrap_or(64);
     let connect_timeout = checked(wire.connect_timeout, &at("connect_timeout"), &mut errors);
     let read_timeout = checked(wire.read_timeout, &at("read_timeout"), &mut errors);
+    for (key, t) in [
+        ("connect_timeout", connect_timeout),
+        ("read_timeout", read_timeout),
+    ] {
+        if t.is_some_and(|d| d.0.is_zero()) {
+            errors.push(at(key), "must be longer than 0s");
+        }
+    }
     if keepalive > 100_000 {
         errors.push(at("keepalive"), "must be at most 100000");
     }
