@@ -202,19 +202,20 @@ impl ProxyHttp for Weir {
         request: &mut RequestHeader,
         ctx: &mut RequestState,
     ) -> Result<()> {
-        let client = peer_ip(session);
-        if let Some(ip) = client {
-            // nginx $proxy_add_x_forwarded_for: the client's list plus the peer.
-            let xff = match request
+        if let Some(ip) = peer_ip(session) {
+            // nginx $proxy_add_x_forwarded_for: the client's list plus the peer. The address
+            // is formatted once and shared by both headers.
+            let ip = ip.to_string();
+            let prev = request
                 .headers
                 .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
+                .and_then(|v| v.to_str().ok());
+            let xff = match prev {
                 Some(prev) if !prev.is_empty() => format!("{prev}, {ip}"),
-                _ => ip.to_string(),
+                _ => ip.clone(),
             };
             request.insert_header("X-Forwarded-For", xff)?;
-            request.insert_header("X-Real-IP", ip.to_string())?;
+            request.insert_header("X-Real-IP", ip)?;
         }
         request.insert_header(
             "X-Forwarded-Proto",
@@ -265,8 +266,18 @@ impl ProxyHttp for Weir {
     }
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestState, error: &Error) -> bool {
-        // Refusals of bad client input are logged by weir at info with the reason.
-        matches!(error.etype(), ErrorType::HTTPStatus(code) if *code < 500)
+        // Refusals of bad client input are logged by weir at info with the reason. A client
+        // that goes away mid-request is routine (nginx's 499), not an error worth a line per
+        // request under load.
+        let client_left = error.esource() == &ErrorSource::Downstream
+            && matches!(
+                error.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            );
+        if client_left {
+            log::debug!("client went away: {error}");
+        }
+        client_left || matches!(error.etype(), ErrorType::HTTPStatus(code) if *code < 500)
     }
 
     async fn fail_to_proxy(
