@@ -217,10 +217,8 @@ impl ProxyHttp for Weir {
             request.insert_header("X-Forwarded-For", xff)?;
             request.insert_header("X-Real-IP", ip)?;
         }
-        request.insert_header(
-            "X-Forwarded-Proto",
-            if is_tls(session) { "https" } else { "http" },
-        )?;
+        let proto = if is_tls(session) { "https" } else { "http" };
+        request.insert_header("X-Forwarded-Proto", http::HeaderValue::from_static(proto))?;
         if request.headers.get(http::header::HOST).is_none() {
             // HTTP/2 clients send :authority; an HTTP/1.1 upstream needs Host.
             if let Some(authority) = request.uri.authority().map(|a| a.as_str().to_owned()) {
@@ -230,9 +228,12 @@ impl ProxyHttp for Weir {
         // Hop-by-hop headers are the client's business, not the upstream's: a client's
         // `Connection: close` must not cost the pooled upstream connection. Upgrades keep them.
         if !session.is_upgrade_req() {
-            request.remove_header(&http::header::CONNECTION);
-            request.remove_header("keep-alive");
-            request.remove_header("proxy-connection");
+            for name in ["connection", "keep-alive", "proxy-connection"] {
+                // Checking first skips the case-preserving map's work in the common case.
+                if request.headers.contains_key(name) {
+                    request.remove_header(name);
+                }
+            }
         }
         if let Some(route) = &ctx.route {
             let Target::Upstream(upstream) = &route.target;
