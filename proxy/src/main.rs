@@ -4,7 +4,8 @@
 
 use std::process::ExitCode;
 
-/// mimalloc: measured faster than glibc malloc on Pingora's many small per-request buffers.
+/// mimalloc instead of glibc malloc: measured +20 % requests per CPU second on 1 KiB and +85 %
+/// on 50 KiB keep-alive pass-through (loadtest/README.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
