@@ -9,10 +9,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cidr;
 pub mod config;
 mod context;
 mod flow;
 pub mod headers;
+pub mod key;
 pub mod planned;
 mod plugin;
 pub mod registry;

@@ -5,108 +5,15 @@
 //! written for them gets its real mistakes reported; a valid entry is then rejected with
 //! "not implemented yet". weir never accepts a setting and silently ignores it.
 
+use crate::cidr::Cidr;
 use crate::config::{from_value, join, ConfigError, ConfigErrors};
+use crate::key::{parse_key, parse_key_part, KeyPart, KeySpec};
 use crate::registry::{BuildContext, PluginFactory};
 use crate::Plugin;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
-use std::net::IpAddr;
 use std::sync::Arc;
-
-/// One part of a request key (`client_ip`, `host`, `uri`, `header:NAME`, `cookie:NAME`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyPart {
-    /// The client address (after the trusted-proxy rules).
-    ClientIp,
-    /// The Host header.
-    Host,
-    /// The request URI.
-    Uri,
-    /// A request header.
-    Header(http::HeaderName),
-    /// A cookie.
-    Cookie(String),
-}
-
-/// A key: one part, or a list of parts joined.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum KeySpec {
-    /// `key: client_ip`
-    One(String),
-    /// `key: [client_ip, host]`
-    Many(Vec<String>),
-}
-
-/// Parses `client_ip`, `host`, `uri`, `header:NAME`, `cookie:NAME`.
-pub fn parse_key_part(s: &str) -> Result<KeyPart, String> {
-    match s.split_once(':') {
-        None => match s {
-            "client_ip" => Ok(KeyPart::ClientIp),
-            "host" => Ok(KeyPart::Host),
-            "uri" => Ok(KeyPart::Uri),
-            _ => Err(format!(
-                "unknown key `{s}` (expected client_ip, host, uri, header:NAME or cookie:NAME)"
-            )),
-        },
-        Some(("header", name)) => http::HeaderName::from_bytes(name.as_bytes())
-            .map(KeyPart::Header)
-            .map_err(|_| format!("`{name}` is not a valid header name")),
-        Some(("cookie", name)) if !name.is_empty() && !name.contains([';', '=', ' ']) => {
-            Ok(KeyPart::Cookie(name.to_string()))
-        }
-        Some(("cookie", name)) => Err(format!("`{name}` is not a valid cookie name")),
-        Some((kind, _)) => Err(format!(
-            "unknown key kind `{kind}:` (expected header: or cookie:)"
-        )),
-    }
-}
-
-/// Parses a whole key spec found at `path`.
-pub fn parse_key(spec: &KeySpec, path: &str) -> Result<Vec<KeyPart>, ConfigErrors> {
-    let mut errors = ConfigErrors::default();
-    let parts: Vec<&String> = match spec {
-        KeySpec::One(s) => vec![s],
-        KeySpec::Many(v) => v.iter().collect(),
-    };
-    if parts.is_empty() {
-        errors.push(path, "a key needs at least one part");
-    }
-    let mut out = Vec::new();
-    for (i, p) in parts.iter().enumerate() {
-        let at = match spec {
-            KeySpec::One(_) => path.to_string(),
-            KeySpec::Many(_) => format!("{path}[{i}]"),
-        };
-        match parse_key_part(p) {
-            Ok(k) => out.push(k),
-            Err(e) => errors.push(at, e),
-        }
-    }
-    errors.into_result(out)
-}
-
-/// Parses `10.0.0.0/8`, `2001:db8::/32` or a bare address.
-pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
-    let (addr, len) = match s.split_once('/') {
-        Some((a, l)) => (a, Some(l)),
-        None => (s, None),
-    };
-    let ip: IpAddr = addr
-        .parse()
-        .map_err(|_| format!("`{s}` is not an IP address or CIDR"))?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let len = match len {
-        None => max,
-        Some(l) => l
-            .parse::<u8>()
-            .ok()
-            .filter(|l| *l <= max)
-            .ok_or_else(|| format!("`{s}`: prefix length must be 0..={max}"))?,
-    };
-    Ok((ip, len))
-}
 
 fn check_status(status: Option<u16>, path: &str, errors: &mut ConfigErrors) {
     if let Some(s) = status {
@@ -226,7 +133,7 @@ fn validate_access(c: AccessConfig, path: &str, _: &BuildContext) -> ConfigError
     let mut e = ConfigErrors::default();
     for (field, list) in [("allow", &c.allow), ("deny", &c.deny)] {
         for (i, s) in list.iter().enumerate() {
-            if let Err(m) = parse_cidr(s) {
+            if let Err(m) = Cidr::parse(s) {
                 e.push(format!("{path}.{field}[{i}]"), m);
             }
         }
@@ -325,18 +232,5 @@ mod tests {
         );
         assert!(build("limit_conn: {key: [client_ip, 'bogus'], max: 0}")
             .starts_with("p.limit_conn.key[1]: unknown key `bogus`"));
-    }
-
-    #[test]
-    fn keys() {
-        assert_eq!(
-            parse_key_part("header:X-Api-Key"),
-            Ok(KeyPart::Header(http::HeaderName::from_static("x-api-key")))
-        );
-        assert_eq!(
-            parse_key_part("cookie:sid"),
-            Ok(KeyPart::Cookie("sid".into()))
-        );
-        assert!(parse_key_part("arg:x").is_err());
     }
 }

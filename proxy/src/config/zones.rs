@@ -10,7 +10,7 @@ use serde_yaml_ng::{Mapping, Value};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use weir_plugins::config::{from_value, index, join};
-use weir_plugins::planned::{parse_key, KeySpec};
+use weir_plugins::key::{parse_key, KeySpec};
 use weir_plugins::units::{ConfigDuration, ConfigSize, Rate};
 use weir_plugins::{ConfigError, ConfigErrors};
 
