@@ -7,6 +7,7 @@
 use std::any::{Any, TypeId};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What one request carries through the plugin chain.
 pub struct RequestCtx {
@@ -17,6 +18,7 @@ pub struct RequestCtx {
     pub route: Arc<str>,
     /// `true` when the client connection is TLS.
     pub tls: bool,
+    delay: Duration,
     slots: Slots,
 }
 
@@ -27,8 +29,21 @@ impl RequestCtx {
             client_ip,
             route,
             tls,
+            delay: Duration::ZERO,
             slots: Slots::default(),
         }
+    }
+
+    /// Asks the pipeline to hold the request for `delay` before it goes on (a rate limiter's
+    /// wait). The pipeline waits once, after every access-phase plugin has run, for the
+    /// longest delay asked; a client that disconnects meanwhile is dropped at once.
+    pub fn request_delay(&mut self, delay: Duration) {
+        self.delay = self.delay.max(delay);
+    }
+
+    /// The longest delay asked so far.
+    pub fn delay(&self) -> Duration {
+        self.delay
     }
 
     /// Stores `value` in the slot of its type, returning what was there.

@@ -9,15 +9,20 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod cidr;
 pub mod config;
 mod context;
 mod flow;
 pub mod headers;
 pub mod key;
+pub mod leaky_bucket;
+pub mod limit_req;
+pub mod limit_zone;
 pub mod planned;
 mod plugin;
 pub mod registry;
+pub mod respond;
 pub mod units;
 
 pub use config::{ConfigError, ConfigErrors};

@@ -7,18 +7,22 @@
 //! load time; the request path only sees built plugins.
 
 use crate::config::{from_value, join, ConfigError, ConfigErrors};
+use crate::limit_zone::LimitZone;
 use crate::Plugin;
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 /// What a plugin may look up while it is built: the zones the file declares.
 #[derive(Debug, Default, Clone)]
 pub struct BuildContext {
-    /// Names under `limits:`.
-    pub limits: BTreeSet<String>,
+    /// Zones under `limits:` that built, by name.
+    pub limits: BTreeMap<String, Arc<LimitZone>>,
+    /// Every name under `limits:`, also those with errors (already reported there, so a
+    /// reference to one is not reported again).
+    pub declared_limits: BTreeSet<String>,
     /// Names under `caches:`.
     pub caches: BTreeSet<String>,
 }
@@ -82,6 +86,8 @@ impl Registry {
     pub fn builtin() -> Self {
         let mut r = Registry::empty();
         r.register::<crate::headers::Headers>();
+        r.register::<crate::access::Access>();
+        r.register::<crate::limit_req::LimitReq>();
         for planned in crate::planned::factories() {
             r.register_factory(planned);
         }
@@ -157,7 +163,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             e.to_string(),
-            "routes[0].plugins[2]: unknown plugin `frobnicate` (known: headers, limit_req, limit_conn, cache, access)"
+            "routes[0].plugins[2]: unknown plugin `frobnicate` (known: headers, access, limit_req, limit_conn, cache)"
         );
     }
 

@@ -21,7 +21,7 @@ struct Cli {
 /// Parses the command line and runs weir with the plugins of `registry`.
 pub fn main_with(registry: Registry) -> ExitCode {
     let cli = Cli::parse();
-    let loaded = config::load(&cli.config, &registry);
+    let loaded = config::load(&cli.config, &registry, None);
     if cli.test {
         return match loaded {
             Ok(_) => {

@@ -6,7 +6,7 @@
 //! edits) → response (plugin edits) → logging.
 
 use crate::access_log::LogRecord;
-use crate::config::Config;
+use crate::config::{Config, ServerSettings};
 use crate::request_limits;
 use crate::router::{Route, Target};
 use crate::state::{InflightGuard, Shared};
@@ -18,7 +18,7 @@ use pingora::proxy::FailToProxy;
 use pingora::{ErrorSource, ErrorType};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use weir_plugins::{Flow, RequestCtx};
 
 /// nginx's `keepalive_timeout` default: idle client connections close after 75 s.
@@ -42,6 +42,8 @@ pub struct RequestState {
     route: Option<Arc<Route>>,
     plugins: Option<RequestCtx>,
     upstream: Option<SocketAddr>,
+    /// The client: the peer, or the address a trusted proxy named (see [`client_ip`]).
+    client_ip: Option<IpAddr>,
     request_body_bytes: u64,
     started: Instant,
     _inflight: InflightGuard,
@@ -59,6 +61,45 @@ fn peer_ip(session: &Session) -> Option<IpAddr> {
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip())
+}
+
+/// The client address: the peer, or, when the peer is in `server.trusted_proxies`, the
+/// rightmost address of `server.real_ip_header` that is not itself trusted (nginx
+/// `real_ip_recursive on`). When every address is trusted, the leftmost one.
+fn client_ip(session: &Session, server: &ServerSettings) -> Option<IpAddr> {
+    let peer = peer_ip(session)?;
+    let trusted = |ip: IpAddr| server.trusted_proxies.iter().any(|c| c.contains(ip));
+    if server.trusted_proxies.is_empty() || !trusted(peer) {
+        return Some(peer);
+    }
+    let headers = session.req_header().headers.get_all(&server.real_ip_header);
+    let mut client = peer;
+    for value in headers.iter().rev() {
+        let Ok(text) = value.to_str() else { break };
+        for entry in text.rsplit(',') {
+            let Ok(ip) = entry.trim().parse::<IpAddr>() else {
+                return Some(client);
+            };
+            client = ip;
+            if !trusted(ip) {
+                return Some(ip);
+            }
+        }
+    }
+    Some(client)
+}
+
+/// Waits `delay` unless the client leaves first; `false` when it left.
+async fn wait_for_client(session: &mut Session, delay: Duration) -> bool {
+    if !session.as_downstream_mut().is_body_empty() {
+        // A body is on its way: reading it here would consume it; just wait.
+        tokio::time::sleep(delay).await;
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => true,
+        _ = session.as_downstream_mut().read_body_or_idle(true) => false,
+    }
 }
 
 fn is_tls(session: &Session) -> bool {
@@ -109,6 +150,7 @@ impl ProxyHttp for Weir {
             route: None,
             plugins: None,
             upstream: None,
+            client_ip: None,
             request_body_bytes: 0,
             started: Instant::now(),
             _inflight: self.shared.inflight.enter(),
@@ -118,6 +160,7 @@ impl ProxyHttp for Weir {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestState) -> Result<bool> {
         ctx.started = Instant::now();
         session.set_keepalive(Some(CLIENT_KEEPALIVE_SECS));
+        ctx.client_ip = client_ip(session, &ctx.config.server);
         let host = match request_limits::check(session.req_header(), &ctx.config.server) {
             Ok(host) => host,
             Err(refusal) => return Err(refuse(session, refusal.status(), refusal.reason())),
@@ -145,17 +188,27 @@ impl ProxyHttp for Weir {
         // The route is recorded before any plugin runs, so the logging phase sees it even
         // when a plugin fails.
         ctx.plugins = Some(RequestCtx::new(
-            peer_ip(session),
+            ctx.client_ip,
             route.name.clone(),
             is_tls(session),
         ));
         ctx.route = Some(route);
+        let mut delay = Duration::ZERO;
         if let Some((route, plugin_ctx)) = ctx.chain() {
             for plugin in &route.plugins {
                 if plugin.request_filter(session, plugin_ctx).await? == Flow::Responded {
                     return Ok(true);
                 }
             }
+            delay = plugin_ctx.delay();
+        }
+        // The access phase asked the request to wait (limit_req): once, for the longest
+        // delay, and never longer than the client stays.
+        if !delay.is_zero() && !wait_for_client(session, delay).await {
+            return Err(
+                Error::explain(ErrorType::ConnectionClosed, "client left while delayed")
+                    .into_down(),
+            );
         }
         Ok(false)
     }
@@ -202,7 +255,7 @@ impl ProxyHttp for Weir {
         request: &mut RequestHeader,
         ctx: &mut RequestState,
     ) -> Result<()> {
-        if let Some(ip) = peer_ip(session) {
+        if let Some(ip) = ctx.client_ip {
             // nginx $proxy_add_x_forwarded_for: the client's list plus the peer. The address
             // is formatted once and shared by both headers.
             let ip = ip.to_string();
@@ -347,7 +400,7 @@ impl ProxyHttp for Weir {
             _ => "HTTP/1.1",
         };
         log.write(&LogRecord {
-            client: peer_ip(session),
+            client: ctx.client_ip.or_else(|| peer_ip(session)),
             method: req.method.as_str(),
             uri: &uri,
             version,

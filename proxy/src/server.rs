@@ -220,7 +220,8 @@ fn spawn_control_thread(
 /// requests keep the snapshot they started with.
 pub fn reload(path: &Path, registry: &Registry, shared: &Shared) {
     log::info!("reloading {}", path.display());
-    match config::load(path, registry) {
+    let running = shared.config.load_full();
+    match config::load(path, registry, Some(&running)) {
         Err(errors) => {
             for e in &errors.0 {
                 log::error!("reload rejected: {e}");

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use weir_plugins::config::{from_value, index, join};
+use weir_plugins::limit_zone::LimitZone;
 use weir_plugins::{BuildContext, ConfigError, ConfigErrors, Registry};
 
 pub use server::{AccessLogSettings, Listener, LogFormat, LogTarget, ServerSettings, TlsFiles};
@@ -30,6 +31,8 @@ pub struct Config {
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     /// `routes:`, in order.
     pub router: Router,
+    /// `limits:` zones by name (kept across reloads while unchanged).
+    pub limits: BTreeMap<String, Arc<LimitZone>>,
 }
 
 /// The top level of the file; each section is built separately.
@@ -49,10 +52,15 @@ struct FileWire {
 }
 
 /// Reads and builds the file at `path`, looking `${VAR}` up in the process environment.
-pub fn load(path: &Path, registry: &Registry) -> Result<Config, ConfigErrors> {
+/// `previous` is the running config on a reload: unchanged `limits:` zones keep their state.
+pub fn load(
+    path: &Path,
+    registry: &Registry,
+    previous: Option<&Config>,
+) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
-    parse(&text, registry, &|name| std::env::var(name).ok())
+    parse(&text, registry, &|name| std::env::var(name).ok(), previous)
 }
 
 /// Builds a config from YAML text.
@@ -60,6 +68,7 @@ pub fn parse(
     text: &str,
     registry: &Registry,
     env: &dyn Fn(&str) -> Option<String>,
+    previous: Option<&Config>,
 ) -> Result<Config, ConfigErrors> {
     let mut root: Value = serde_yaml_ng::from_str(text)
         .map_err(|e| ConfigError::new("", format!("invalid YAML: {e}")))?;
@@ -80,15 +89,15 @@ pub fn parse(
     if let Some(admin) = &file.admin {
         errors.extend(zones::validate_admin(admin, "admin"));
     }
+    let no_zones = BTreeMap::new();
+    let previous_zones = previous.map_or(&no_zones, |p| &p.limits);
     let ctx = BuildContext {
-        limits: zones::names(
-            &file.limits,
-            "limits",
-            zones::validate_limit_zone,
-            &mut errors,
-        )
-        .into_iter()
-        .collect(),
+        limits: zones::build_limit_zones(&file.limits, "limits", previous_zones, &mut errors),
+        declared_limits: file
+            .limits
+            .keys()
+            .filter_map(|k| k.as_str().map(String::from))
+            .collect(),
         caches: zones::names(
             &file.caches,
             "caches",
@@ -147,6 +156,7 @@ pub fn parse(
                 .filter_map(|(k, v)| Some((k, v?)))
                 .collect(),
             router: Router::new(built_routes),
+            limits: ctx.limits,
         }),
         _ => Err(errors),
     }
@@ -163,7 +173,7 @@ mod tests {
     use super::*;
 
     fn errors(yaml: &str) -> String {
-        match parse(yaml, &Registry::builtin(), &|_| None) {
+        match parse(yaml, &Registry::builtin(), &|_| None, None) {
             Ok(_) => "ok".into(),
             Err(e) => e.to_string(),
         }
@@ -174,7 +184,7 @@ mod tests {
     #[test]
     fn minimal_config_is_valid() {
         assert_eq!(errors(MINIMAL), "ok");
-        let c = parse(MINIMAL, &Registry::builtin(), &|_| None)
+        let c = parse(MINIMAL, &Registry::builtin(), &|_| None, None)
             .ok()
             .unwrap();
         assert_eq!(c.server.max_request_body, 1 << 20);

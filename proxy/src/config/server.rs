@@ -5,6 +5,7 @@ use serde_yaml_ng::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use weir_plugins::cidr::Cidr;
 use weir_plugins::config::{checked, from_value, index, join, Checked};
 use weir_plugins::units::{ConfigDuration, ConfigSize};
 use weir_plugins::{ConfigError, ConfigErrors};
@@ -53,6 +54,10 @@ struct AccessLogWire {
 pub struct ServerSettings {
     /// Where weir accepts connections.
     pub listen: Vec<Listener>,
+    /// Peers whose `real_ip_header` is believed (nginx `set_real_ip_from`).
+    pub trusted_proxies: Vec<Cidr>,
+    /// The header that names the client behind a trusted proxy (default X-Forwarded-For).
+    pub real_ip_header: http::HeaderName,
     /// Worker threads (default: the number of CPUs).
     pub threads: usize,
     /// Longest a graceful stop waits for in-flight requests.
@@ -157,15 +162,29 @@ pub fn build(value: &Value, path: &str) -> Result<ServerSettings, ConfigErrors> 
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
 
-    // Keys of the contract whose behaviour lands with a later change.
-    for (key, present) in [
-        ("trusted_proxies", wire.trusted_proxies.is_some()),
-        ("real_ip_header", wire.real_ip_header.is_some()),
-        ("state_dir", wire.state_dir.is_some()),
-    ] {
-        if present {
-            errors.0.push(ConfigError::not_implemented(at(key)));
+    // A key of the contract whose behaviour lands with the admin API.
+    if wire.state_dir.is_some() {
+        errors.0.push(ConfigError::not_implemented(at("state_dir")));
+    }
+    let mut trusted_proxies = Vec::new();
+    for (i, entry) in wire.trusted_proxies.iter().flatten().enumerate() {
+        match Cidr::parse(entry) {
+            Ok(c) => trusted_proxies.push(c),
+            Err(e) => errors.push(index(&at("trusted_proxies"), i), e),
         }
+    }
+    let real_ip_header = match wire.real_ip_header.as_deref() {
+        None => http::HeaderName::from_static("x-forwarded-for"),
+        Some(h) => http::HeaderName::from_bytes(h.as_bytes()).unwrap_or_else(|_| {
+            errors.push(
+                at("real_ip_header"),
+                format!("`{h}` is not a valid header name"),
+            );
+            http::HeaderName::from_static("x-forwarded-for")
+        }),
+    };
+    if wire.real_ip_header.is_some() && trusted_proxies.is_empty() {
+        errors.push(at("real_ip_header"), "only applies with `trusted_proxies`");
     }
 
     let access_log = wire
@@ -195,6 +214,8 @@ pub fn build(value: &Value, path: &str) -> Result<ServerSettings, ConfigErrors> 
     let max_request_body = checked(wire.max_request_body, &at("max_request_body"), &mut errors)
         .map_or(DEFAULT_MAX_BODY, |s| s.0);
     errors.into_result(ServerSettings {
+        trusted_proxies,
+        real_ip_header,
         listen,
         threads,
         grace_period,

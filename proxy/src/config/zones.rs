@@ -1,5 +1,7 @@
 //! The `limits:`, `caches:` and `admin:` sections.
 //!
+//! `limits:` zones are built (see [`build_limit_zones`]).
+//!
 //! Their behaviour lands with the limiter, disk cache and admin API work. Their YAML is
 //! settled by the contract, so it is parsed and validated now, names are collected for
 //! reference checks (a route naming a missing zone is an error), and each entry is then
@@ -9,8 +11,10 @@ use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use weir_plugins::config::{from_value, index, join};
 use weir_plugins::key::{parse_key, KeySpec};
+use weir_plugins::limit_zone::{LimitZone, ZoneSpec};
 use weir_plugins::units::{ConfigDuration, ConfigSize, Rate};
 use weir_plugins::{ConfigError, ConfigErrors};
 
@@ -18,8 +22,6 @@ use weir_plugins::{ConfigError, ConfigErrors};
 #[serde(deny_unknown_fields)]
 struct LimitZoneWire {
     key: KeySpec,
-    /// Validated by deserialization; read once the limiter lands.
-    #[allow(dead_code)]
     rate: Rate,
     capacity: Option<u64>,
     store: Option<String>,
@@ -53,7 +55,7 @@ const USE_STALE: [&str; 8] = [
 ];
 const KEY_VARS: [&str; 5] = ["scheme", "host", "request_uri", "uri", "args"];
 
-/// Validates every zone of a `limits:` or `caches:` map, returning the names declared.
+/// Validates every zone of the `caches:` map, returning the names declared.
 pub fn names(
     map: &Mapping,
     path: &str,
@@ -74,16 +76,45 @@ pub fn names(
     names
 }
 
-/// Validates `limits.NAME`.
-pub fn validate_limit_zone(value: &Value, path: &str) -> ConfigErrors {
-    let wire: LimitZoneWire = match from_value(value, path) {
-        Ok(w) => w,
-        Err(e) => return e.into(),
-    };
+/// Zones kept when nothing is given: nginx's `10m` zone holds about 160,000 states.
+const DEFAULT_CAPACITY: u64 = 100_000;
+
+/// Builds the `limits:` zones. A zone whose definition is unchanged from `previous` (the
+/// running config on a reload) is kept with its state, as nginx keeps its shared memory
+/// zones across reloads.
+pub fn build_limit_zones(
+    map: &Mapping,
+    path: &str,
+    previous: &BTreeMap<String, Arc<LimitZone>>,
+    errors: &mut ConfigErrors,
+) -> BTreeMap<String, Arc<LimitZone>> {
+    let mut zones = BTreeMap::new();
+    for (k, v) in map {
+        let Some(name) = k.as_str() else {
+            errors.push(path, "zone names must be strings");
+            continue;
+        };
+        let zone_path = join(path, name);
+        let Some(spec) = errors.take(limit_zone_spec(v, &zone_path)) else {
+            continue;
+        };
+        let zone = match previous.get(name) {
+            Some(old) if old.spec == spec => old.clone(),
+            _ => Arc::new(LimitZone::new(name, spec)),
+        };
+        zones.insert(name.to_string(), zone);
+    }
+    zones
+}
+
+/// Validates `limits.NAME` into a zone definition.
+fn limit_zone_spec(value: &Value, path: &str) -> Result<ZoneSpec, ConfigErrors> {
+    let wire: LimitZoneWire = from_value(value, path)?;
     let mut errors = ConfigErrors::default();
-    errors.take(parse_key(&wire.key, &join(path, "key")));
-    if wire.capacity == Some(0) {
-        errors.push(join(path, "capacity"), "must be at least 1");
+    let key = errors.take(parse_key(&wire.key, &join(path, "key")));
+    let capacity = wire.capacity.unwrap_or(DEFAULT_CAPACITY);
+    if capacity == 0 || capacity > 100_000_000 {
+        errors.push(join(path, "capacity"), "must be from 1 to 100000000");
     }
     if let Some(store) = &wire.store {
         if !(store.starts_with("redis://") || store.starts_with("rediss://")) {
@@ -92,11 +123,21 @@ pub fn validate_limit_zone(value: &Value, path: &str) -> ConfigErrors {
                 format!("`{store}`: expected redis://host:port/db or rediss://…"),
             );
         }
+        errors
+            .0
+            .push(ConfigError::not_implemented(join(path, "store")));
     }
     if wire.store_timeout.is_some() && wire.store.is_none() {
         errors.push(join(path, "store_timeout"), "only applies with `store`");
     }
-    errors
+    match key {
+        Some(key) if errors.is_empty() => Ok(ZoneSpec {
+            key,
+            rate: wire.rate.milli_per_sec,
+            capacity: capacity as usize,
+        }),
+        _ => Err(errors),
+    }
 }
 
 /// Validates `caches.NAME`.

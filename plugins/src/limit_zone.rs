@@ -1,0 +1,195 @@
+//! A `limits:` zone: the buckets of every key, shared by every route and thread that names
+//! the zone, bounded by `capacity` keys (least recently used evicted), and kept across
+//! reloads while its definition does not change.
+
+use crate::key::RequestKey;
+use crate::leaky_bucket::{decide, BucketLimits, BucketState, Verdict};
+use lru::LruCache;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Locks are per shard so threads rarely wait on each other.
+const SHARDS: usize = 16;
+
+/// What a zone counts, for the metrics (`weir_limit_req_total{zone,result}`).
+#[derive(Debug, Default)]
+pub struct ZoneCounters {
+    /// Requests passed at once.
+    pub passed: AtomicU64,
+    /// Requests passed after a delay.
+    pub delayed: AtomicU64,
+    /// Requests rejected.
+    pub rejected: AtomicU64,
+    /// Requests a `dry_run` limit would have rejected.
+    pub dry_run_rejected: AtomicU64,
+}
+
+/// The definition of a zone; a reload keeps the zone (and its state) when this is equal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneSpec {
+    /// What requests are counted by.
+    pub key: RequestKey,
+    /// Milli-requests per second.
+    pub rate: u64,
+    /// Most keys kept.
+    pub capacity: usize,
+}
+
+/// One zone.
+pub struct LimitZone {
+    /// Its name under `limits:`.
+    pub name: String,
+    /// Its definition.
+    pub spec: ZoneSpec,
+    /// Its counters.
+    pub counters: ZoneCounters,
+    shards: Vec<Mutex<LruCache<Box<[u8]>, BucketState>>>,
+    epoch: Instant,
+}
+
+impl std::fmt::Debug for LimitZone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LimitZone")
+            .field("name", &self.name)
+            .field("spec", &self.spec)
+            .finish()
+    }
+}
+
+impl LimitZone {
+    /// A new, empty zone.
+    pub fn new(name: &str, spec: ZoneSpec) -> Self {
+        let per_shard = spec.capacity.div_ceil(SHARDS).max(1);
+        let cap = NonZeroUsize::new(per_shard).unwrap_or(NonZeroUsize::MIN);
+        LimitZone {
+            name: name.to_string(),
+            spec,
+            counters: ZoneCounters::default(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(LruCache::new(cap)))
+                .collect(),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Milliseconds on this zone's clock.
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn shard(&self, key: &[u8]) -> &Mutex<LruCache<Box<[u8]>, BucketState>> {
+        // FNV-1a: cheap and good enough to spread keys over 16 locks.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in key {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        &self.shards[(h % SHARDS as u64) as usize]
+    }
+
+    /// Decides a request for `key` at `now` and, when it passes, charges the bucket.
+    /// Returns the verdict and the state before charging (to restore it when a later
+    /// limit of the same request rejects).
+    pub fn check(
+        &self,
+        key: &[u8],
+        now: u64,
+        limits: BucketLimits,
+    ) -> (Verdict, Option<BucketState>) {
+        let mut shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
+        let prev = shard.get(key).copied();
+        let verdict = decide(prev, now, limits);
+        if let Verdict::Pass { state, .. } = verdict {
+            match shard.get_mut(key) {
+                Some(s) => *s = state,
+                None => {
+                    shard.put(key.into(), state);
+                }
+            }
+        }
+        (verdict, prev)
+    }
+
+    /// Puts `key`'s bucket back as it was before a request that was then rejected by a
+    /// later limit (nginx does not charge the zones checked before the one that rejects).
+    pub fn restore(&self, key: &[u8], prev: Option<BucketState>) {
+        let mut shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
+        match prev {
+            Some(state) => {
+                shard.put(key.into(), state);
+            }
+            None => {
+                shard.pop(key);
+            }
+        }
+    }
+
+    /// Keys held now.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    }
+
+    /// True when no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Counts one outcome.
+    pub fn count(&self, counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::KeyPart;
+
+    fn zone(capacity: usize) -> LimitZone {
+        LimitZone::new(
+            "z",
+            ZoneSpec {
+                key: RequestKey(vec![KeyPart::ClientIp]),
+                rate: 2000,
+                capacity,
+            },
+        )
+    }
+
+    const L: BucketLimits = BucketLimits {
+        rate: 2000,
+        burst: 0,
+        delay: 0,
+    };
+
+    #[test]
+    fn keys_are_independent() {
+        let z = zone(100);
+        assert!(matches!(z.check(b"a", 0, L).0, Verdict::Pass { .. }));
+        assert!(matches!(z.check(b"a", 0, L).0, Verdict::Reject { .. }));
+        assert!(matches!(z.check(b"b", 0, L).0, Verdict::Pass { .. }));
+    }
+
+    #[test]
+    fn restore_undoes_a_charge() {
+        let z = zone(100);
+        let (_, prev) = z.check(b"a", 0, L);
+        z.restore(b"a", prev);
+        assert!(z.is_empty());
+        assert!(matches!(z.check(b"a", 0, L).0, Verdict::Pass { .. }));
+    }
+
+    #[test]
+    fn capacity_bounds_the_keys() {
+        let z = zone(160);
+        for i in 0..10_000u32 {
+            z.check(&i.to_be_bytes(), 0, L);
+        }
+        assert!(z.len() <= 160, "{}", z.len());
+        assert!(z.len() >= 100, "{}", z.len());
+    }
+}
