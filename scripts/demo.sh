@@ -134,6 +134,9 @@ Try, in another terminal:
   # interleaved (a b a a b a ...), never three in a row:
   for i in 1 2 3 4 5 6; do curl -s -o /dev/null -D - $URL/ | grep -i '^x-origin'; done
 
+  # limit_req (2 r/s, burst 4): 8 requests at once: 200 at once, 4 delayed 0.5 s apart, 3 x 429
+  for i in \$(seq 8); do curl -s -o /dev/null -w '%{http_code} after %{time_total}s\\n' $URL/limited/x & done; wait
+
   # reload: edit conf/weir.yaml (say, set X-Served-By to weir-2), check it, apply it:
   target/release/weir -t -c conf/weir.yaml && kill -HUP $WEIR_PID
   curl -sI $URL/ | grep -i x-served-by
