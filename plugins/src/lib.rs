@@ -17,6 +17,7 @@ mod flow;
 pub mod headers;
 pub mod key;
 pub mod leaky_bucket;
+pub mod limit_conn;
 pub mod limit_req;
 pub mod limit_zone;
 pub mod planned;

@@ -170,7 +170,9 @@ impl Plugin for LimitConn {
         self.key.extract(session.req_header(), ctx, &mut key);
         let Some(guard) = self.counts.acquire(key) else {
             if let Some(held_back) = self.log.allow() {
-                let client = ctx.client_ip.map_or_else(|| "-".into(), |ip| ip.to_string());
+                let client = ctx
+                    .client_ip
+                    .map_or_else(|| "-".into(), |ip| ip.to_string());
                 let note = match held_back {
                     0 => String::new(),
                     n => format!(" ({n} similar lines suppressed)"),
@@ -236,8 +238,14 @@ mod tests {
         let e = LimitConn::build(config, "p.limit_conn", &BuildContext::default())
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("p.limit_conn.key[1]: unknown key `bogus`"), "{e}");
-        assert!(e.contains("\np.limit_conn.max: must be at least 1\n"), "{e}");
+        assert!(
+            e.starts_with("p.limit_conn.key[1]: unknown key `bogus`"),
+            "{e}"
+        );
+        assert!(
+            e.contains("\np.limit_conn.max: must be at least 1\n"),
+            "{e}"
+        );
         assert!(e.ends_with("p.limit_conn.status: 302 is not a status from 400 to 599"));
     }
 }

@@ -1,41 +1,18 @@
 //! Plugins whose YAML is settled by the contract but whose behaviour is not built yet:
-//! `limit_conn` and `cache`.
+//! `cache`.
 //!
 //! Their config is parsed and validated now (types, ranges, references to zones), so a file
 //! written for them gets its real mistakes reported; a valid entry is then rejected with
 //! "not implemented yet". weir never accepts a setting and silently ignores it.
 
 use crate::config::{from_value, join, ConfigError, ConfigErrors};
-use crate::key::{parse_key, parse_key_part, KeyPart, KeySpec};
+use crate::key::{parse_key_part, KeyPart};
 use crate::registry::{BuildContext, PluginFactory};
 use crate::Plugin;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 use std::sync::Arc;
-
-fn check_status(status: Option<u16>, path: &str, errors: &mut ConfigErrors) {
-    if let Some(s) = status {
-        if !(400..=599).contains(&s) {
-            errors.push(
-                join(path, "status"),
-                format!("{s} is not a status from 400 to 599"),
-            );
-        }
-    }
-}
-
-/// `limit_conn` config.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitConnConfig {
-    /// What is counted.
-    pub key: KeySpec,
-    /// Requests in flight allowed per key.
-    pub max: u32,
-    /// Rejection status (default 503).
-    pub status: Option<u16>,
-}
 
 /// `cache` config.
 #[derive(Debug, Deserialize)]
@@ -46,16 +23,6 @@ pub struct CacheConfig {
     /// `header:NAME` / `cookie:NAME` that make a request skip the cache.
     #[serde(default)]
     pub bypass: Vec<String>,
-}
-
-fn validate_limit_conn(c: LimitConnConfig, path: &str, _: &BuildContext) -> ConfigErrors {
-    let mut e = ConfigErrors::default();
-    e.take(parse_key(&c.key, &join(path, "key")));
-    if c.max == 0 {
-        e.push(join(path, "max"), "must be at least 1");
-    }
-    check_status(c.status, path, &mut e);
-    e
 }
 
 fn validate_cache(c: CacheConfig, path: &str, ctx: &BuildContext) -> ConfigErrors {
@@ -103,16 +70,10 @@ impl<C: DeserializeOwned> PluginFactory for Planned<C> {
 
 /// The factories of the plugins not built yet, in the order the registry lists them.
 pub(crate) fn factories() -> Vec<Box<dyn PluginFactory>> {
-    vec![
-        Box::new(Planned {
-            name: "limit_conn",
-            validate: validate_limit_conn,
-        }),
-        Box::new(Planned {
-            name: "cache",
-            validate: validate_cache,
-        }),
-    ]
+    vec![Box::new(Planned {
+        name: "cache",
+        validate: validate_cache,
+    })]
 }
 
 #[cfg(test)]
@@ -147,7 +108,5 @@ mod tests {
              p.cache.bypass[1]: `uri`: expected header:NAME or cookie:NAME\n\
              p.cache: not implemented yet"
         );
-        assert!(build("limit_conn: {key: [client_ip, 'bogus'], max: 0}")
-            .starts_with("p.limit_conn.key[1]: unknown key `bogus`"));
     }
 }

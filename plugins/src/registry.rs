@@ -88,6 +88,7 @@ impl Registry {
         r.register::<crate::headers::Headers>();
         r.register::<crate::access::Access>();
         r.register::<crate::limit_req::LimitReq>();
+        r.register::<crate::limit_conn::LimitConn>();
         for planned in crate::planned::factories() {
             r.register_factory(planned);
         }
