@@ -36,7 +36,7 @@ OPORT=$(free_port)
 PIDS+=($!)
 wait_port "$OPORT"
 
-start_weir() { # start_weir NAME PLUGINS -> prints PORT, appends PID
+start_weir() { # start_weir NAME PLUGINS -> sets STARTED_PORT, appends PID
   local port; port=$(free_port)
   cat >"$TMP/$1.yaml" <<YAML
 server: {listen: ["127.0.0.1:$port"], threads: $THREADS, access_log: {path: "off"}}
@@ -44,13 +44,15 @@ limits: {never: {key: client_ip, rate: 1000000r/s}}
 upstreams: {o: {tiers: [{name: t, servers: ["127.0.0.1:$OPORT"]}], keepalive: 64}}
 routes: [{upstream: o, plugins: [$2]}]
 YAML
-  "$ROOT/target/release/weir" -c "$TMP/$1.yaml" 2>"$TMP/$1.log" &
+  "$ROOT/target/release/weir" -c "$TMP/$1.yaml" >"$TMP/$1.out" 2>"$TMP/$1.log" &
   PIDS+=($!)
   wait_port "$port"
-  echo "$port"
+  STARTED_PORT=$port
 }
-PLAIN=$(start_weir plain "")
-LIMITED=$(start_weir limited "{limit_req: {zone: never, burst: 100}}")
+start_weir plain ""
+PLAIN=$STARTED_PORT
+start_weir limited "{limit_req: {zone: never, burst: 100}}"
+LIMITED=$STARTED_PORT
 
 declare -A RPS
 for r in $(seq "$ROUNDS"); do

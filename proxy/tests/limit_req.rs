@@ -262,3 +262,22 @@ async fn a_delayed_client_that_leaves_is_dropped() {
         "a request whose client left still went upstream"
     );
 }
+
+#[tokio::test]
+async fn one_per_minute_says_when_to_come_back() {
+    // 1r/m is 16 milli-requests/s in nginx's arithmetic: the next request passes after
+    // 62.5 s, which Retry-After rounds up (the 60 s wait itself is unit-tested).
+    let origin = Origin::start("o");
+    let weir = start(
+        &origin,
+        "z: {key: client_ip, rate: 1r/m}",
+        "limit_req: {zone: z}",
+        "",
+    );
+    let first = burst(&weir, 1, &[]).await;
+    assert_eq!(first[0].0, 200);
+    let second = burst(&weir, 1, &[]).await;
+    assert_eq!(second[0].0, 503);
+    let retry: u64 = second[0].2.as_deref().unwrap().parse().unwrap();
+    assert!((62..=63).contains(&retry), "Retry-After {retry}");
+}
