@@ -20,6 +20,7 @@ pub mod leaky_bucket;
 pub mod limit_conn;
 pub mod limit_req;
 pub mod limit_zone;
+pub mod metrics;
 pub mod planned;
 mod plugin;
 pub mod registry;

@@ -184,6 +184,12 @@ impl Plugin for LimitConn {
                     self.counts.max
                 );
             }
+            // A rejection is the rare path; the route label is looked up here.
+            if let Ok(vec) = crate::metrics::limit_conn_rejected_total() {
+                if let Ok(c) = crate::metrics::labelled(vec, &[&ctx.route]) {
+                    c.inc();
+                }
+            }
             respond_text(session, self.status, REFUSED, &[]).await?;
             return Ok(Flow::Responded);
         };

@@ -4,26 +4,41 @@
 
 use crate::key::RequestKey;
 use crate::leaky_bucket::{decide, BucketLimits, BucketState, Verdict};
+use crate::metrics;
 use lru::LruCache;
+use prometheus::IntCounter;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
 /// Locks are per shard so threads rarely wait on each other.
 const SHARDS: usize = 16;
 
-/// What a zone counts, for the metrics (`weir_limit_req_total{zone,result}`).
-#[derive(Debug, Default)]
+/// What a zone counts: `weir_limit_req_total{zone,result}` in the metrics registry,
+/// resolved when the zone is built so a request only increments.
+#[derive(Debug, Clone)]
 pub struct ZoneCounters {
     /// Requests passed at once.
-    pub passed: AtomicU64,
+    pub passed: IntCounter,
     /// Requests passed after a delay.
-    pub delayed: AtomicU64,
+    pub delayed: IntCounter,
     /// Requests rejected.
-    pub rejected: AtomicU64,
+    pub rejected: IntCounter,
     /// Requests a `dry_run` limit would have rejected.
-    pub dry_run_rejected: AtomicU64,
+    pub dry_run_rejected: IntCounter,
+}
+
+impl ZoneCounters {
+    fn new(zone: &str) -> Result<Self, String> {
+        let vec = metrics::limit_req_total()?;
+        let c = |result: &str| metrics::labelled(vec, &[zone, result]);
+        Ok(ZoneCounters {
+            passed: c("passed")?,
+            delayed: c("delayed")?,
+            rejected: c("rejected")?,
+            dry_run_rejected: c("dry_run_rejected")?,
+        })
+    }
 }
 
 /// The definition of a zone; a reload keeps the zone (and its state) when this is equal.
@@ -59,19 +74,19 @@ impl std::fmt::Debug for LimitZone {
 }
 
 impl LimitZone {
-    /// A new, empty zone.
-    pub fn new(name: &str, spec: ZoneSpec) -> Self {
+    /// A new, empty zone; fails only when its metrics cannot be registered.
+    pub fn new(name: &str, spec: ZoneSpec) -> Result<Self, String> {
         let per_shard = spec.capacity.div_ceil(SHARDS).max(1);
         let cap = NonZeroUsize::new(per_shard).unwrap_or(NonZeroUsize::MIN);
-        LimitZone {
+        Ok(LimitZone {
             name: name.to_string(),
+            counters: ZoneCounters::new(name)?,
             spec,
-            counters: ZoneCounters::default(),
             shards: (0..SHARDS)
                 .map(|_| Mutex::new(LruCache::new(cap)))
                 .collect(),
             epoch: Instant::now(),
-        }
+        })
     }
 
     /// Milliseconds on this zone's clock.
@@ -139,8 +154,8 @@ impl LimitZone {
     }
 
     /// Counts one outcome.
-    pub fn count(&self, counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    pub fn count(&self, counter: &IntCounter) {
+        counter.inc();
     }
 }
 
@@ -158,6 +173,7 @@ mod tests {
                 capacity,
             },
         )
+        .unwrap()
     }
 
     const L: BucketLimits = BucketLimits {

@@ -57,7 +57,8 @@ fn a_million_keys_stay_within_capacity_and_memory() {
             rate: limits.rate,
             capacity: CAPACITY,
         },
-    );
+    )
+    .expect("zone metrics register");
     let started = Instant::now();
     let mut buf = Vec::with_capacity(16);
     let mut passed = 0u32;

@@ -100,7 +100,13 @@ pub fn build_limit_zones(
         };
         let zone = match previous.get(name) {
             Some(old) if old.spec == spec => old.clone(),
-            _ => Arc::new(LimitZone::new(name, spec)),
+            _ => match LimitZone::new(name, spec) {
+                Ok(zone) => Arc::new(zone),
+                Err(e) => {
+                    errors.push(&zone_path, format!("cannot register its metrics: {e}"));
+                    continue;
+                }
+            },
         };
         zones.insert(name.to_string(), zone);
     }
