@@ -8,13 +8,12 @@
 //!     allow: ["10.0.0.0/8", "192.168.0.0/16"]
 //! ```
 //!
-//! The order is fixed, the one nginx users write most: **deny first, then allow**. An
-//! address in `deny` or `deny_file` is refused even when `allow` also lists it; then, when
-//! `allow` is not empty, every address it does not list is refused (nginx's trailing
-//! `deny all;`). An empty `allow` lets every address that was not denied through. So
-//! `deny: [10.0.0.5], allow: [10.0.0.0/8]` is nginx's `deny 10.0.0.5; allow 10.0.0.0/8;
-//! deny all;`. (An exception *inside* a denied range — nginx's `allow 10.0.0.5; deny
-//! 10.0.0.0/8;` — cannot be written; deny the rest of the range in smaller pieces.)
+//! Rules are checked like nginx's `allow`/`deny` directives: **the first match wins, in the
+//! order written**. With `deny` (or `deny_file`) written first, an address in it is refused
+//! even when `allow` lists it too; with `allow` written first, an allowed address passes
+//! even inside a denied range (nginx's `allow 10.0.0.5; deny 10.0.0.0/8;`). After the
+//! lists, a non-empty `allow` refuses every address it does not list (nginx's trailing
+//! `deny all;`); an empty `allow` lets every address that was not denied through.
 //!
 //! The address checked is the request's client IP (after the trusted-proxy rules); a
 //! request without one matches no range, so it passes an empty `allow` and is refused by a
@@ -22,15 +21,17 @@
 //! and a bad line is a config error naming the file and line.
 
 use crate::cidr::Cidr;
-use crate::config::{join, ConfigErrors};
-use crate::registry::{BuildContext, BuildPlugin};
+use crate::config::{from_value, join, ConfigErrors};
+use crate::registry::{BuildContext, BuildPlugin, PluginFactory};
 use crate::respond::{respond_text, LogLimiter};
 use crate::{Flow, Plugin, RequestCtx};
 use async_trait::async_trait;
 use pingora::proxy::Session;
 use pingora::Result;
 use serde::Deserialize;
+use serde_yaml_ng::Value;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// YAML config of the `access` plugin.
 #[derive(Debug, Default, Deserialize)]
@@ -51,6 +52,8 @@ pub struct AccessConfig {
 pub struct Access {
     deny: Vec<Cidr>,
     allow: Vec<Cidr>,
+    /// `allow` is written before `deny`/`deny_file`, so it is checked first.
+    allow_first: bool,
     log: LogLimiter,
 }
 
@@ -63,6 +66,10 @@ impl Access {
         let Some(ip) = ip else {
             return self.allow.is_empty();
         };
+        let allowed = || self.allow.iter().any(|c| c.contains(ip));
+        if self.allow_first && allowed() {
+            return true;
+        }
         if self.deny.iter().any(|c| c.contains(ip)) {
             return false;
         }
@@ -120,9 +127,45 @@ impl BuildPlugin for Access {
         errors.into_result(Access {
             deny,
             allow,
+            allow_first: false,
             log: LogLimiter::default(),
         })
     }
+}
+
+/// Builds `access` from YAML and notes the order its lists are written in, which a typed
+/// config alone loses: the first matching rule wins, as with nginx's directives.
+pub struct AccessFactory;
+
+impl PluginFactory for AccessFactory {
+    fn name(&self) -> &'static str {
+        Access::NAME
+    }
+
+    fn build(
+        &self,
+        value: &Value,
+        path: &str,
+        ctx: &BuildContext,
+    ) -> Result<Arc<dyn Plugin>, ConfigErrors> {
+        let config: AccessConfig = from_value(value, path)?;
+        let mut access = Access::build(config, path, ctx)?;
+        access.allow_first = allow_written_first(value);
+        Ok(Arc::new(access))
+    }
+}
+
+/// True when `allow` comes before both `deny` and `deny_file` in the YAML map.
+fn allow_written_first(value: &Value) -> bool {
+    let Value::Mapping(map) = value else {
+        return false;
+    };
+    let position = |key: &str| map.keys().position(|k| k.as_str() == Some(key));
+    let deny = [position("deny"), position("deny_file")]
+        .into_iter()
+        .flatten()
+        .min();
+    matches!((position("allow"), deny), (Some(a), Some(d)) if a < d)
 }
 
 #[async_trait]
@@ -159,6 +202,38 @@ impl Plugin for Access {
 
 #[cfg(test)]
 mod tests {
+    use crate::Registry;
+
+    fn permits(yaml: &str, ip: &str) -> bool {
+        let v: Value = serde_yaml_ng::from_str(yaml).unwrap();
+        let Value::Mapping(m) = &v else { panic!() };
+        let inner = m.get("access").unwrap();
+        let mut access = Access::build(
+            from_value(inner, "p").unwrap(),
+            "p",
+            &BuildContext::default(),
+        )
+        .unwrap();
+        access.allow_first = allow_written_first(inner);
+        assert!(Registry::builtin()
+            .build(&v, "p", &BuildContext::default())
+            .is_ok());
+        access.permits(Some(ip.parse().unwrap()))
+    }
+
+    #[test]
+    fn the_first_match_wins_in_the_order_written() {
+        // nginx: allow 10.0.0.5; deny 10.0.0.0/8;  → 10.0.0.5 passes, 10.0.0.6 is refused.
+        let allow_first = "access: {allow: [10.0.0.5], deny: [10.0.0.0/8]}";
+        assert!(permits(allow_first, "10.0.0.5"));
+        assert!(!permits(allow_first, "10.0.0.6"));
+        // nginx: deny 10.0.0.5; allow 10.0.0.0/8; deny all;
+        let deny_first = "access: {deny: [10.0.0.5], allow: [10.0.0.0/8]}";
+        assert!(!permits(deny_first, "10.0.0.5"));
+        assert!(permits(deny_first, "10.0.0.6"));
+        assert!(!permits(deny_first, "11.0.0.1"));
+    }
+
     use super::*;
 
     fn build(yaml: &str) -> Result<Access, ConfigErrors> {

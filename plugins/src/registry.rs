@@ -86,7 +86,7 @@ impl Registry {
     pub fn builtin() -> Self {
         let mut r = Registry::empty();
         r.register::<crate::headers::Headers>();
-        r.register::<crate::access::Access>();
+        r.register_factory(Box::new(crate::access::AccessFactory));
         r.register::<crate::limit_req::LimitReq>();
         r.register::<crate::limit_conn::LimitConn>();
         for planned in crate::planned::factories() {
