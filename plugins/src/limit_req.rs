@@ -53,7 +53,10 @@ pub struct LimitReq {
 
 /// The buckets this request charged so far, restored when a later `limit_req` rejects it.
 #[derive(Default)]
-struct Charged(Vec<(Arc<LimitZone>, Vec<u8>, Option<BucketState>)>);
+struct Charged(Vec<Charge>);
+
+/// One bucket a request charged: the zone, the key, the state before and after.
+struct Charge(Arc<LimitZone>, Vec<u8>, Option<BucketState>, BucketState);
 
 impl BuildPlugin for LimitReq {
     const NAME: &'static str = "limit_req";
@@ -146,7 +149,7 @@ impl Plugin for LimitReq {
                     ctx.insert(Charged::default());
                 }
                 if let Some(charged) = ctx.get_mut::<Charged>() {
-                    charged.0.push((self.zone.clone(), key, prev));
+                    charged.0.push(Charge(self.zone.clone(), key, prev, state));
                 }
                 Ok(Flow::Continue)
             }
@@ -176,8 +179,8 @@ impl Plugin for LimitReq {
                 }
                 // nginx does not charge the zones checked before the one that rejects.
                 if let Some(charged) = ctx.remove::<Charged>() {
-                    for (zone, key, prev) in charged.0 {
-                        zone.restore(&key, prev);
+                    for Charge(zone, key, prev, state) in charged.0 {
+                        zone.restore(&key, prev, state);
                     }
                 }
                 let retry_after = retry_after_ms.div_ceil(1000).max(1).to_string();

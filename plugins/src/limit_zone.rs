@@ -126,17 +126,19 @@ impl LimitZone {
         (verdict, prev)
     }
 
-    /// Puts `key`'s bucket back as it was before a request that was then rejected by a
-    /// later limit (nginx does not charge the zones checked before the one that rejects).
-    pub fn restore(&self, key: &[u8], prev: Option<BucketState>) {
+    /// Takes back the charge of a request that a later limit of the same request rejected
+    /// (nginx does not charge the zones checked before the one that rejects). When nothing
+    /// else charged the bucket since, it is put back exactly as it was (`prev`); otherwise
+    /// only this request's 1000 is removed, so concurrent requests keep their charges.
+    pub fn restore(&self, key: &[u8], prev: Option<BucketState>, charged: BucketState) {
         let mut shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
-        match prev {
-            Some(state) => {
-                shard.put(key.into(), state);
-            }
-            None => {
+        match (shard.get_mut(key), prev) {
+            (Some(current), Some(prev)) if *current == charged => *current = prev,
+            (Some(current), None) if *current == charged => {
                 shard.pop(key);
             }
+            (Some(current), _) => current.excess = current.excess.saturating_sub(1000),
+            (None, _) => {}
         }
     }
 
@@ -193,10 +195,34 @@ mod tests {
     #[test]
     fn restore_undoes_a_charge() {
         let z = zone(100);
-        let (_, prev) = z.check(b"a", 0, L);
-        z.restore(b"a", prev);
+        let (verdict, prev) = z.check(b"a", 0, L);
+        let Verdict::Pass { state, .. } = verdict else {
+            panic!("passes")
+        };
+        z.restore(b"a", prev, state);
         assert!(z.is_empty());
         assert!(matches!(z.check(b"a", 0, L).0, Verdict::Pass { .. }));
+    }
+
+    #[test]
+    fn restore_after_a_concurrent_charge_only_takes_back_its_own() {
+        let z = zone(100);
+        let burst = BucketLimits {
+            rate: 2000,
+            burst: 5,
+            delay: 0,
+        };
+        let (first, prev) = z.check(b"a", 0, burst);
+        let Verdict::Pass { state: mine, .. } = first else {
+            panic!("passes")
+        };
+        z.check(b"a", 0, burst); // another request charges meanwhile: excess 1000
+        z.restore(b"a", prev, mine);
+        let (next, _) = z.check(b"a", 0, burst);
+        let Verdict::Pass { state, .. } = next else {
+            panic!("passes")
+        };
+        assert_eq!(state.excess, 1000, "the other request's charge was kept");
     }
 
     #[test]

@@ -48,9 +48,13 @@ async fn allow_list_refuses_everyone_else() {
     let here = start(&origin, "{allow: [\"10.0.0.0/8\", \"127.0.0.1\"]}");
     assert_eq!(status(&here.url("/a")).await, 200);
     assert_eq!(origin.hits("/a"), 1);
-    // deny is checked before allow.
-    let both = start(&origin, "{allow: [\"127.0.0.0/8\"], deny: [\"127.0.0.1\"]}");
-    assert_eq!(status(&both.url("/a")).await, 403);
+    // The first match wins in the order written, as nginx's allow/deny directives.
+    let deny_first = start(&origin, "{deny: [\"127.0.0.1\"], allow: [\"127.0.0.0/8\"]}");
+    assert_eq!(status(&deny_first.url("/a")).await, 403);
+    let allow_first = start(&origin, "{allow: [\"127.0.0.1\"], deny: [\"127.0.0.0/8\"]}");
+    assert_eq!(status(&allow_first.url("/a")).await, 200);
+    let rest_of_range = start(&origin, "{allow: [\"127.0.0.2\"], deny: [\"127.0.0.0/8\"]}");
+    assert_eq!(status(&rest_of_range.url("/a")).await, 403);
 }
 
 #[tokio::test]
@@ -69,6 +73,15 @@ async fn ipv6_clients_are_matched_on_their_own_address() {
         &format!("listen: [\"127.0.0.1:{port}\", \"[::1]:{v6_port}\"]"),
     );
     let weir = Weir::start(&yaml, port);
+    // Weir::start waits for the first listener; the IPv6 one may come up a moment later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("::1", v6_port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "[::1]:{v6_port} never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert_eq!(status(&format!("http://[::1]:{v6_port}/six")).await, 403);
     assert_eq!(status(&weir.url("/four")).await, 200);
     assert_eq!(origin.hits("/six"), 0);

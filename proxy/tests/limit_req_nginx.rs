@@ -287,10 +287,12 @@ fn differential(
                  z10: {key: client_ip, rate: 10r/s, capacity: 100000}\n";
     let port = free_port();
     let weir_out = {
-        let weir = Weir::start(
-            &simple_config(port, origin.addr(), zones, "", weir_limits),
-            port,
-        );
+        // One worker thread, like the single nginx process it is compared with: with
+        // several, concurrent requests may interleave between the zones of one route, as
+        // they do across nginx workers.
+        let yaml = simple_config(port, origin.addr(), zones, "", weir_limits)
+            .replace("threads: 2", "threads: 1");
+        let weir = Weir::start(&yaml, port);
         run(weir.port, schedule)
     };
 

@@ -30,6 +30,8 @@ async fn tls_listener_with_http2_and_plain_listener_side_by_side() {
         origin.addr()
     );
     let weir = Weir::start(&yaml, plain);
+    common::wait_listening(("127.0.0.1", h2));
+    common::wait_listening(("127.0.0.1", h1));
     let client = reqwest::Client::builder()
         .add_root_certificate(root)
         .no_proxy()

@@ -240,3 +240,13 @@ pub fn check_config(path: &Path) -> (bool, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
 }
+
+/// Waits (up to 10 s) until `addr` accepts connections: weir's other listeners may come up
+/// a moment after the first one.
+pub fn wait_listening(addr: (&str, u16)) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "{addr:?} never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
