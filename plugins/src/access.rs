@@ -23,7 +23,7 @@
 use crate::cidr::Cidr;
 use crate::config::{from_value, join, ConfigErrors};
 use crate::registry::{BuildContext, BuildPlugin, PluginFactory};
-use crate::respond::{respond_text, LogLimiter};
+use crate::respond::{client_for_log, path_for_log, respond_text, suppressed_note, LogLimiter};
 use crate::{Flow, Plugin, RequestCtx};
 use async_trait::async_trait;
 use pingora::proxy::Session;
@@ -179,17 +179,9 @@ impl Plugin for Access {
             return Ok(Flow::Continue);
         }
         if let Some(held_back) = self.log.allow() {
-            let client = ctx
-                .client_ip
-                .map_or_else(|| "-".into(), |ip| ip.to_string());
-            let path: String = String::from_utf8_lossy(session.req_header().raw_path())
-                .chars()
-                .take(200)
-                .collect();
-            let note = match held_back {
-                0 => String::new(),
-                n => format!(" ({n} similar lines suppressed)"),
-            };
+            let client = client_for_log(ctx.client_ip);
+            let path = path_for_log(session.req_header());
+            let note = suppressed_note(held_back);
             log::info!(
                 "access: refused {client} {path} on route {} with 403{note}",
                 ctx.route

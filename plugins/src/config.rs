@@ -102,6 +102,24 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
+/// The `status` a plugin answers with (`default` when absent), recording an error at
+/// `path.status` unless it is from 400 to 599.
+pub fn answer_status(
+    status: Option<u16>,
+    default: u16,
+    path: &str,
+    errors: &mut ConfigErrors,
+) -> u16 {
+    let status = status.unwrap_or(default);
+    if !(400..=599).contains(&status) {
+        errors.push(
+            join(path, "status"),
+            format!("{status} is not a status from 400 to 599"),
+        );
+    }
+    status
+}
+
 /// `prefix.key`, or `key` at the root.
 pub fn join(prefix: &str, key: &str) -> String {
     if prefix.is_empty() {

@@ -19,10 +19,10 @@
 //! Memory is bounded by the requests in flight: a key's entry is removed when its count
 //! returns to zero.
 
-use crate::config::{join, ConfigErrors};
+use crate::config::{answer_status, join, ConfigErrors};
 use crate::key::{parse_key, KeySpec, RequestKey};
 use crate::registry::{BuildContext, BuildPlugin};
-use crate::respond::{respond_text, LogLimiter};
+use crate::respond::{client_for_log, respond_text, suppressed_note, LogLimiter};
 use crate::{Flow, Plugin, RequestCtx};
 use async_trait::async_trait;
 use pingora::proxy::Session;
@@ -140,13 +140,7 @@ impl BuildPlugin for LimitConn {
         if config.max == 0 {
             errors.push(join(path, "max"), "must be at least 1");
         }
-        let status = config.status.unwrap_or(503);
-        if !(400..=599).contains(&status) {
-            errors.push(
-                join(path, "status"),
-                format!("{status} is not a status from 400 to 599"),
-            );
-        }
+        let status = answer_status(config.status, 503, path, &mut errors);
         match key {
             Some(key) if errors.is_empty() => Ok(LimitConn {
                 key,
@@ -170,13 +164,8 @@ impl Plugin for LimitConn {
         self.key.extract(session.req_header(), ctx, &mut key);
         let Some(guard) = self.counts.acquire(key) else {
             if let Some(held_back) = self.log.allow() {
-                let client = ctx
-                    .client_ip
-                    .map_or_else(|| "-".into(), |ip| ip.to_string());
-                let note = match held_back {
-                    0 => String::new(),
-                    n => format!(" ({n} similar lines suppressed)"),
-                };
+                let client = client_for_log(ctx.client_ip);
+                let note = suppressed_note(held_back);
                 log::info!(
                     "limit_conn: refused {client} on route {} with {}: {} requests in flight for its key{note}",
                     ctx.route,

@@ -8,11 +8,11 @@
 //! the longest of their delays (the pipeline does the waiting, see
 //! [`RequestCtx::request_delay`]).
 
-use crate::config::{join, ConfigErrors};
+use crate::config::{answer_status, join, ConfigErrors};
 use crate::leaky_bucket::{BucketLimits, BucketState, Verdict};
 use crate::limit_zone::LimitZone;
 use crate::registry::{BuildContext, BuildPlugin};
-use crate::respond::{respond_text, LogLimiter};
+use crate::respond::{client_for_log, respond_text, suppressed_note, LogLimiter};
 use crate::{Flow, Plugin, RequestCtx};
 use async_trait::async_trait;
 use pingora::proxy::Session;
@@ -74,13 +74,7 @@ impl BuildPlugin for LimitReq {
         if c.nodelay && c.delay.is_some() {
             errors.push(join(path, "delay"), "use either nodelay or delay, not both");
         }
-        let status = c.status.unwrap_or(503);
-        if !(400..=599).contains(&status) {
-            errors.push(
-                join(path, "status"),
-                format!("{status} is not a status from 400 to 599"),
-            );
-        }
+        let status = answer_status(c.status, 503, path, &mut errors);
         let burst = u64::from(c.burst);
         let delay = if c.nodelay {
             burst
@@ -101,13 +95,6 @@ impl BuildPlugin for LimitReq {
             }),
             _ => Err(errors),
         }
-    }
-}
-
-impl LimitReq {
-    fn client(ctx: &RequestCtx) -> String {
-        ctx.client_ip
-            .map_or_else(|| "-".into(), |ip| ip.to_string())
     }
 }
 
@@ -133,7 +120,7 @@ impl Plugin for LimitReq {
                         if let Some(suppressed) = self.log.allow() {
                             log::info!(
                                 "limit_req: delaying {} by {delay_ms} ms in zone {} (excess {}.{:03}){}",
-                                Self::client(ctx),
+                                client_for_log(ctx.client_ip),
                                 self.zone.name,
                                 state.excess / 1000,
                                 state.excess % 1000,
@@ -168,7 +155,7 @@ impl Plugin for LimitReq {
                         } else {
                             "rejecting"
                         },
-                        Self::client(ctx),
+                        client_for_log(ctx.client_ip),
                         self.zone.name,
                         self.limits.burst,
                         suppressed_note(suppressed)
@@ -198,13 +185,5 @@ impl Plugin for LimitReq {
                 Ok(Flow::Responded)
             }
         }
-    }
-}
-
-fn suppressed_note(n: u64) -> String {
-    if n == 0 {
-        String::new()
-    } else {
-        format!(" ({n} similar lines suppressed)")
     }
 }

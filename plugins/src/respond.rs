@@ -2,9 +2,10 @@
 //! of refusals does not flood the log.
 
 use bytes::Bytes;
-use pingora::http::ResponseHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 use pingora::Result;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -26,6 +27,27 @@ pub async fn respond_text(
     session
         .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
         .await
+}
+
+/// The client for a log line: its address, or `-`.
+pub fn client_for_log(ip: Option<IpAddr>) -> String {
+    ip.map_or_else(|| "-".into(), |ip| ip.to_string())
+}
+
+/// The request target for a log line, cut at 200 characters.
+pub fn path_for_log(req: &RequestHeader) -> String {
+    String::from_utf8_lossy(req.raw_path())
+        .chars()
+        .take(200)
+        .collect()
+}
+
+/// `" (N similar lines suppressed)"` after a line a [`LogLimiter`] let through, or nothing.
+pub fn suppressed_note(n: u64) -> String {
+    match n {
+        0 => String::new(),
+        n => format!(" ({n} similar lines suppressed)"),
+    }
 }
 
 /// Lets one log line through per second and counts the ones it holds back, so the next

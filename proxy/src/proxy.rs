@@ -19,6 +19,7 @@ use pingora::{ErrorSource, ErrorType};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use weir_plugins::respond::{client_for_log, path_for_log, respond_text};
 use weir_plugins::{Flow, RequestCtx};
 
 /// nginx's `keepalive_timeout` default: idle client connections close after 75 s.
@@ -106,17 +107,6 @@ fn is_tls(session: &Session) -> bool {
     session.digest().is_some_and(|d| d.ssl_digest.is_some())
 }
 
-/// Writes a short text response and keeps the connection open.
-async fn respond_text(session: &mut Session, status: u16, body: &'static str) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(3))?;
-    resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-    session.write_response_header(Box::new(resp), false).await?;
-    session
-        .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
-        .await
-}
-
 fn http_error(status: u16, why: &'static str) -> Box<Error> {
     Error::explain(ErrorType::HTTPStatus(status), why)
 }
@@ -131,11 +121,8 @@ fn body_too_large(bytes: u64, config: &Config) -> bool {
 
 /// Logs why a request is refused (client, path, reason) and makes the error that answers it.
 fn refuse(session: &Session, status: u16, why: &'static str) -> Box<Error> {
-    let path: String = String::from_utf8_lossy(session.req_header().raw_path())
-        .chars()
-        .take(200)
-        .collect();
-    let client = peer_ip(session).map_or_else(|| "-".into(), |ip| ip.to_string());
+    let path = path_for_log(session.req_header());
+    let client = client_for_log(peer_ip(session));
     log::info!("refused {client} {path} with {status}: {why}");
     http_error(status, why)
 }
@@ -171,7 +158,7 @@ impl ProxyHttp for Weir {
             .find(host, session.req_header().uri.path().as_bytes())
             .cloned();
         let Some(route) = route else {
-            respond_text(session, 404, "404 no route for this host and path\n").await?;
+            respond_text(session, 404, "404 no route for this host and path\n", &[]).await?;
             return Ok(true);
         };
 
