@@ -10,11 +10,13 @@ use crate::config::{Config, ServerSettings};
 use crate::request_limits;
 use crate::router::{Route, Target};
 use crate::state::{InflightGuard, Shared};
+use crate::upstream::health::error_reason;
+use crate::upstream::{status_counts_as_failure, NextUpstream, Outcome, Peer, Tried, Upstream};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
-use pingora::proxy::FailToProxy;
+use pingora::proxy::{FailToProxy, ProxyWarnLogContext};
 use pingora::{ErrorSource, ErrorType};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -43,6 +45,20 @@ pub struct RequestState {
     route: Option<Arc<Route>>,
     plugins: Option<RequestCtx>,
     upstream: Option<SocketAddr>,
+    /// The server of the current attempt.
+    attempt: Option<Arc<Peer>>,
+    /// Servers this request tried.
+    tried: Tried,
+    /// When the first attempt started (`next_upstream_timeout`).
+    first_attempt: Option<Instant>,
+    /// The next attempt goes to the same server: its pooled connection had gone stale.
+    retry_same: bool,
+    /// A stale pooled connection was retried once already.
+    stale_retried: bool,
+    /// The current attempt was ended by weir because its status is in `next_upstream`.
+    status_retry: bool,
+    /// The response head went to the client: nothing is retried any more.
+    response_started: bool,
     /// The client: the peer, or the address a trusted proxy named (see [`client_ip`]).
     client_ip: Option<IpAddr>,
     request_body_bytes: u64,
@@ -127,6 +143,100 @@ fn refuse(session: &Session, status: u16, why: &'static str) -> Box<Error> {
     http_error(status, why)
 }
 
+/// nginx's non-idempotent methods: not passed to another server once they were sent.
+fn non_idempotent(method: &http::Method) -> bool {
+    matches!(method.as_str(), "POST" | "LOCK" | "PATCH")
+}
+
+/// What `balance: hash` hashes: the request URI.
+fn hash_key<'a>(upstream: &Upstream, session: &'a Session) -> Option<&'a [u8]> {
+    (upstream.balance == crate::upstream::Balance::Hash).then(|| session.req_header().raw_path())
+}
+
+/// May the request start another attempt: tries, `next_upstream_timeout` and servers left?
+fn may_try_again(upstream: &Upstream, ctx: &RequestState) -> bool {
+    let tries = ctx.tried.count();
+    if upstream.next_upstream_tries > 0 && tries >= upstream.next_upstream_tries as usize {
+        return false;
+    }
+    if let (Some(limit), Some(first)) = (upstream.next_upstream_timeout, ctx.first_attempt) {
+        if first.elapsed() >= limit {
+            return false;
+        }
+    }
+    upstream.has_untried(&ctx.tried)
+}
+
+fn is_timeout(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ConnectTimedout
+            | ErrorType::ReadTimedout
+            | ErrorType::WriteTimedout
+            | ErrorType::TLSHandshakeTimedout
+    )
+}
+
+impl Weir {
+    /// Accounts a failed attempt (errors and timeouts always count toward `max_fails`) and
+    /// decides whether the request moves to the next server.
+    fn attempt_failed(
+        &self,
+        session: &Session,
+        ctx: &RequestState,
+        e: &Error,
+        sent_and_final: bool,
+    ) -> bool {
+        let (Some(route), Some(peer)) = (&ctx.route, &ctx.attempt) else {
+            return false;
+        };
+        let upstream = route.target.upstream();
+        let why = error_reason(e);
+        upstream.report(peer, Outcome::Failure, &why);
+        let kind = if is_timeout(e) {
+            NextUpstream::TIMEOUT
+        } else {
+            NextUpstream::ERROR
+        };
+        let retry = !sent_and_final
+            && !ctx.response_started
+            && upstream.next_upstream.contains(kind)
+            && may_try_again(upstream, ctx);
+        log::warn!(
+            "upstream {}: {} failed for {}: {why}{}",
+            upstream.name,
+            peer.describe(),
+            path_for_log(session.req_header()),
+            if retry {
+                "; trying the next server"
+            } else {
+                ""
+            }
+        );
+        retry
+    }
+}
+
+/// Redirect mode: `302` to a usable server of `upstream` (picked like a proxied request's),
+/// or to the last tier's first server when none is usable.
+async fn redirect(session: &mut Session, upstream: &Upstream) -> Result<()> {
+    let key = hash_key(upstream, session);
+    let Some(peer) = upstream.redirect_target(key) else {
+        log::warn!("upstream {}: redirect with no server at all", upstream.name);
+        return respond_text(session, 503, "503 no server to redirect to\n", &[]).await;
+    };
+    let scheme = if peer.spec.tls { "https" } else { "http" };
+    let uri = String::from_utf8_lossy(session.req_header().raw_path()).into_owned();
+    let location = format!("{scheme}://{}{uri}", peer.spec.authority());
+    respond_text(
+        session,
+        302,
+        "302 Found\n",
+        &[("Location", location), ("Cache-Control", "no-store".into())],
+    )
+    .await
+}
+
 #[async_trait]
 impl ProxyHttp for Weir {
     type CTX = RequestState;
@@ -137,6 +247,13 @@ impl ProxyHttp for Weir {
             route: None,
             plugins: None,
             upstream: None,
+            attempt: None,
+            tried: Tried::default(),
+            first_attempt: None,
+            retry_same: false,
+            stale_retried: false,
+            status_retry: false,
+            response_started: false,
             client_ip: None,
             request_body_bytes: 0,
             started: Instant::now(),
@@ -197,6 +314,12 @@ impl ProxyHttp for Weir {
                     .into_down(),
             );
         }
+        if let Some(route) = &ctx.route {
+            if let Target::Redirect(upstream) = &route.target {
+                redirect(session, upstream).await?;
+                return Ok(true);
+            }
+        }
         Ok(false)
     }
 
@@ -218,22 +341,126 @@ impl ProxyHttp for Weir {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestState,
     ) -> Result<Box<HttpPeer>> {
         let Some(route) = &ctx.route else {
             return Err(http_error(500, "no route selected"));
         };
-        let Target::Upstream(upstream) = &route.target;
-        let Some(server) = upstream.pick() else {
-            return Err(http_error(502, "the upstream has no server"));
+        let upstream = route.target.upstream();
+        let peer = match (ctx.retry_same, ctx.attempt.clone()) {
+            (true, Some(peer)) => {
+                ctx.retry_same = false;
+                peer
+            }
+            _ => {
+                let key = hash_key(upstream, session);
+                let Some(peer) = upstream.select(&ctx.tried, key) else {
+                    log::warn!(
+                        "upstream {}: no server to try for {}",
+                        upstream.name,
+                        path_for_log(session.req_header())
+                    );
+                    return Err(http_error(502, "the upstream has no server"));
+                };
+                ctx.tried.push(peer.id);
+                peer
+            }
         };
-        ctx.upstream = Some(server.addr);
-        let mut peer = HttpPeer::new(server.addr, false, String::new());
-        peer.options.connection_timeout = Some(upstream.connect_timeout);
-        peer.options.read_timeout = Some(upstream.read_timeout);
-        peer.options.write_timeout = Some(upstream.read_timeout);
-        Ok(Box::new(peer))
+        ctx.first_attempt.get_or_insert_with(Instant::now);
+        let Some(http_peer) = upstream.http_peer(&peer) else {
+            return Err(http_error(502, "the server has no address"));
+        };
+        ctx.upstream = peer.addr();
+        ctx.attempt = Some(peer);
+        Ok(Box::new(http_peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestState,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Nothing was sent: any method may go to the next server.
+        let retry = self.attempt_failed(session, ctx, &e, false);
+        e.set_retry(retry);
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        _peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestState,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e;
+        if std::mem::take(&mut ctx.status_retry) {
+            return e; // weir ended the attempt on its status; the decision is made
+        }
+        let replayable = !ctx.response_started
+            && !non_idempotent(&session.req_header().method)
+            && !session.as_ref().retry_buffer_truncated();
+        // A pooled connection the server had closed: try the same server once more on a new
+        // connection, as Pingora does; it is not the server's failure.
+        if client_reused
+            && replayable
+            && !ctx.stale_retried
+            && matches!(e.retry, pingora::RetryType::ReusedOnly)
+        {
+            ctx.stale_retried = true;
+            ctx.retry_same = true;
+            e.set_retry(true);
+            return e;
+        }
+        let retry = self.attempt_failed(session, ctx, &e, !replayable);
+        e.set_retry(retry);
+        e
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestState,
+    ) -> Result<()> {
+        let status = response.status.as_u16();
+        if response.status.is_informational() {
+            return Ok(());
+        }
+        let (Some(route), Some(peer)) = (&ctx.route, &ctx.attempt) else {
+            return Ok(());
+        };
+        let upstream = route.target.upstream();
+        if upstream.next_upstream.has_status(status) {
+            let why = format!("status {status}");
+            if status_counts_as_failure(status) {
+                upstream.report(peer, Outcome::Failure, &why);
+            } else {
+                upstream.report(peer, Outcome::Success, &why);
+            }
+            let replayable = !non_idempotent(&session.req_header().method)
+                && !session.as_ref().retry_buffer_truncated();
+            if replayable && may_try_again(upstream, ctx) {
+                log::info!(
+                    "upstream {}: {} answered {status} to {}; trying the next server",
+                    upstream.name,
+                    peer.describe(),
+                    path_for_log(session.req_header())
+                );
+                ctx.status_retry = true;
+                let mut e = Error::explain(ErrorType::HTTPStatus(status), "next_upstream");
+                e.set_retry(true);
+                return Err(e.into_up());
+            }
+        } else {
+            upstream.report(peer, Outcome::Success, "");
+        }
+        ctx.response_started = true;
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -276,10 +503,12 @@ impl ProxyHttp for Weir {
             }
         }
         if let Some(route) = &ctx.route {
-            let Target::Upstream(upstream) = &route.target;
-            if upstream.keepalive == 0 {
+            if route.target.upstream().keepalive == 0 {
                 request.insert_header(http::header::CONNECTION, "close")?;
             }
+        }
+        if let Some(host) = ctx.attempt.as_ref().and_then(|p| p.spec.host.as_deref()) {
+            request.insert_header(http::header::HOST, host)?;
         }
         if let Some((route, plugin_ctx)) = ctx.chain() {
             for plugin in &route.plugins {
@@ -304,6 +533,17 @@ impl ProxyHttp for Weir {
             }
         }
         Ok(())
+    }
+
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        _ctx: &RequestState,
+        _error: &Error,
+        context: ProxyWarnLogContext,
+    ) -> bool {
+        // weir logs each failed attempt itself, naming the upstream, server and tier.
+        matches!(context, ProxyWarnLogContext::UpstreamRetry)
     }
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestState, error: &Error) -> bool {

@@ -59,6 +59,17 @@ impl HostPattern {
 pub enum Target {
     /// Proxied to this upstream.
     Upstream(Arc<Upstream>),
+    /// Answered with a 302 to one of this upstream's servers (the "jump server").
+    Redirect(Arc<Upstream>),
+}
+
+impl Target {
+    /// The upstream either way.
+    pub fn upstream(&self) -> &Arc<Upstream> {
+        match self {
+            Target::Upstream(u) | Target::Redirect(u) => u,
+        }
+    }
 }
 
 /// One validated route.

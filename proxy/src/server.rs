@@ -38,6 +38,9 @@ impl ShutdownSignalWatch for StopSignal {
     }
 }
 
+/// Pingora's bound on attempts per request; weir's own rules stop long before it.
+const MAX_ATTEMPTS: usize = 10_000;
+
 /// Runs weir with `config` (loaded from `path`) until a stop signal. Never returns.
 pub fn run(path: PathBuf, config: Config, registry: Registry) -> ! {
     // Pingora binds inside its service task and only logs when it cannot; like nginx, weir
@@ -62,6 +65,9 @@ pub fn run(path: PathBuf, config: Config, registry: Registry) -> ! {
         }
     };
     let settings = config.server.clone();
+    for upstream in config.upstreams.values() {
+        crate::upstream::health::start(upstream);
+    }
     let shared = Arc::new(Shared {
         config: ArcSwap::from_pointee(config),
         access_log: ArcSwap::from_pointee(access_log),
@@ -73,7 +79,7 @@ pub fn run(path: PathBuf, config: Config, registry: Registry) -> ! {
         .load()
         .upstreams
         .values()
-        .map(|u| u.keepalive * u.tiers.iter().map(|t| t.servers.len()).sum::<usize>())
+        .map(|u| u.keepalive * u.server_count())
         .sum();
     // Each process gets its own pid/upgrade paths so parallel instances never collide.
     let tmp = std::env::temp_dir();
@@ -87,6 +93,9 @@ pub fn run(path: PathBuf, config: Config, registry: Registry) -> ! {
         grace_period_seconds: Some(settings.grace_period.as_secs().max(1)),
         graceful_shutdown_timeout_seconds: Some(1),
         upstream_keepalive_pool_size: keepalive.max(128),
+        // weir decides every retry itself (next_upstream, tries, servers left); Pingora's cap
+        // of 16 attempts would cut a long tier list short with a generic error page.
+        max_retries: MAX_ATTEMPTS,
         pid_file: tmp
             .join(format!("weir-{}.pid", std::process::id()))
             .display()
@@ -239,7 +248,13 @@ pub fn reload(path: &Path, registry: &Registry, shared: &Shared) {
                     log::error!("reload: cannot open the access log ({e}); keeping the old one")
                 }
             }
-            shared.config.store(Arc::new(new));
+            for upstream in new.upstreams.values() {
+                crate::upstream::health::start(upstream);
+            }
+            let old = shared.config.swap(Arc::new(new));
+            for upstream in old.upstreams.values() {
+                upstream.retire();
+            }
             log::info!("reload done: new routes, upstreams and plugins are live");
         }
     }

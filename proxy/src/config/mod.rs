@@ -52,7 +52,8 @@ struct FileWire {
 }
 
 /// Reads and builds the file at `path`, looking `${VAR}` up in the process environment.
-/// `previous` is the running config on a reload: unchanged `limits:` zones keep their state.
+/// `previous` is the running config on a reload: unchanged `limits:` zones keep their state,
+/// and upstream servers keep their health and registrations.
 pub fn load(
     path: &Path,
     registry: &Registry,
@@ -115,6 +116,10 @@ pub fn parse(
             continue;
         };
         let built = errors.take(upstreams::build(name, v, &join("upstreams", name)));
+        if let (Some(new), Some(old)) = (&built, previous.and_then(|p| p.upstreams.get(name))) {
+            // Servers configured the same way keep their health; registrations stay.
+            new.inherit(old);
+        }
         upstreams.insert(name.to_string(), built.map(Arc::new));
     }
 

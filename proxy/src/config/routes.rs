@@ -7,7 +7,7 @@ use serde_yaml_ng::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use weir_plugins::config::{from_value, index, join};
-use weir_plugins::{BuildContext, ConfigError, ConfigErrors, Registry};
+use weir_plugins::{BuildContext, ConfigErrors, Registry};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,18 +87,16 @@ pub fn build(i: usize, value: &Value, path: &str, refs: &RouteRefs) -> Result<Ro
             errors.push(path, "needs `upstream` (proxy) or `redirect`");
             None
         }
-        (None, Some(r)) => {
-            if !refs.upstreams.contains_key(r) {
+        (None, Some(r)) => match refs.upstreams.get(r) {
+            None => {
                 errors.push(
                     join(path, "redirect"),
                     format!("no upstream `{r}` under upstreams"),
                 );
+                None
             }
-            errors
-                .0
-                .push(ConfigError::not_implemented(join(path, "redirect")));
-            None
-        }
+            Some(built) => built.clone().map(Target::Redirect),
+        },
         (Some(u), None) => match refs.upstreams.get(u) {
             None => {
                 errors.push(

@@ -1,16 +1,22 @@
-//! The `upstreams:` section: tiers of servers and how to reach them.
+//! The `upstreams:` section: tiers of servers, how to reach them, how to check them and
+//! when to move a request to the next one.
 //!
-//! Every key of the contract is parsed and validated. Keys whose behaviour lands with the
-//! tiers/health/failover work (more than one tier, health checks, passive accounting,
-//! retries, TLS upstreams, host names) are rejected as "not implemented yet".
+//! Host names in `addr` are resolved here, at load and reload (blocking is fine off the
+//! request path); an unresolvable name is an error with its YAML path.
 
-use crate::upstream::{Tier, Upstream, UpstreamServer};
+use crate::upstream::health::{prefer_ipv4, CheckKind, HealthCheck};
+use crate::upstream::{
+    Balance, NextUpstream, Passive, Peer, Pool, ServerSpec, Slot, TierPool, Upstream,
+};
+use pingora::utils::tls::WrappedX509;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
 use weir_plugins::config::{checked, from_value, index, join, Checked};
 use weir_plugins::units::ConfigDuration;
-use weir_plugins::{ConfigError, ConfigErrors};
+use weir_plugins::ConfigErrors;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +52,8 @@ struct ServerWire {
     tls: bool,
     sni: Option<String>,
     host: Option<String>,
+    #[serde(default)]
+    http2: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,10 +69,6 @@ struct HealthCheckWire {
     expect_status: Option<Vec<u16>>,
 }
 
-const NEXT_UPSTREAM: [&str; 8] = [
-    "error", "timeout", "http_500", "http_502", "http_503", "http_504", "http_404", "http_429",
-];
-
 /// Builds `upstreams.NAME` found at `path`.
 pub fn build(name: &str, value: &Value, path: &str) -> Result<Upstream, ConfigErrors> {
     let wire: UpstreamWire = from_value(value, path)?;
@@ -74,85 +78,101 @@ pub fn build(name: &str, value: &Value, path: &str) -> Result<Upstream, ConfigEr
     if wire.tiers.is_empty() {
         errors.push(at("tiers"), "at least one tier is required");
     }
-    let mut tiers = Vec::new();
+    let mut tiers: Vec<TierPool> = Vec::new();
     for (t, tier) in wire.tiers.into_iter().enumerate() {
         let tier_path = index(&at("tiers"), t);
-        if t > 0 {
-            errors.0.push(ConfigError::new(
-                &tier_path,
-                "not implemented yet (an upstream has one tier until tier failover lands)",
-            ));
-        }
-        if tier.servers.is_empty() {
+        if tiers.iter().any(|o| o.name == tier.name) {
             errors.push(
-                join(&tier_path, "servers"),
-                "not implemented yet (an empty tier holds registered servers only)",
+                join(&tier_path, "name"),
+                format!("tier `{}` is listed twice", tier.name),
             );
         }
-        let mut servers: Vec<UpstreamServer> = Vec::new();
+        let mut slots: Vec<Slot> = Vec::new();
         for (i, v) in tier.servers.iter().enumerate() {
             let at_i = index(&join(&tier_path, "servers"), i);
-            let Some(server) = errors.take(build_server(v, &at_i)) else {
+            let Some((spec, addrs)) = errors.take(build_server(v, &at_i)) else {
                 continue;
             };
-            if servers.iter().any(|o| o.addr == server.addr) {
-                errors.push(
-                    at_i,
-                    format!("{} is listed twice in this tier", server.addr),
-                );
+            if slots.iter().any(|o| o.peer.spec.addr == spec.addr) {
+                errors.push(at_i, format!("{} is listed twice in this tier", spec.addr));
             }
-            servers.push(server);
+            slots.push(Slot::new(
+                Arc::new(Peer::new(&tier.name, spec, addrs)),
+                None,
+            ));
         }
-        tiers.push(Tier::new(tier.name, servers));
+        tiers.push(TierPool::new(tier.name, slots));
     }
 
-    match wire.balance.as_deref() {
-        None | Some("round_robin") => {}
-        Some(b @ ("random" | "hash")) => {
-            errors.push(at("balance"), format!("`{b}`: not implemented yet"))
+    let balance = match wire.balance.as_deref() {
+        None | Some("round_robin") => Balance::RoundRobin,
+        Some("random") => Balance::Random,
+        Some("hash") => Balance::Hash,
+        Some(b) => {
+            errors.push(
+                at("balance"),
+                format!("`{b}`: expected round_robin, random or hash"),
+            );
+            Balance::RoundRobin
         }
-        Some(b) => errors.push(
-            at("balance"),
-            format!("`{b}`: expected round_robin, random or hash"),
-        ),
-    }
-    if let Some(hc) = &wire.health_check {
-        validate_health_check(hc, &at("health_check"), &mut errors);
-    }
-    if let Some(list) = &wire.next_upstream {
-        for (i, v) in list.iter().enumerate() {
-            if !NEXT_UPSTREAM.contains(&v.as_str()) {
-                errors.push(
-                    index(&at("next_upstream"), i),
-                    format!("`{v}`: expected one of {}", NEXT_UPSTREAM.join(", ")),
-                );
+    };
+    let health_check = wire
+        .health_check
+        .as_ref()
+        .and_then(|hc| build_health_check(hc, &at("health_check"), &mut errors));
+    let mut next_upstream = NextUpstream::default();
+    match &wire.next_upstream {
+        None => {
+            next_upstream.insert(NextUpstream::ERROR);
+            next_upstream.insert(NextUpstream::TIMEOUT);
+        }
+        Some(list) => {
+            for (i, v) in list.iter().enumerate() {
+                match NextUpstream::from_name(v) {
+                    Some(_) if v == "off" && list.len() > 1 => errors.push(
+                        index(&at("next_upstream"), i),
+                        "`off` cannot be combined with other conditions",
+                    ),
+                    Some(flag) => next_upstream.insert(flag),
+                    None => errors.push(
+                        index(&at("next_upstream"), i),
+                        format!("`{v}`: expected one of {}", NextUpstream::NAMES.join(", ")),
+                    ),
+                }
             }
         }
     }
-    let planned = [
-        ("tls_ca", wire.tls_ca.is_some()),
-        ("dns_refresh", wire.dns_refresh.is_some()),
-        ("health_check", wire.health_check.is_some()),
-        ("max_fails", wire.max_fails.is_some()),
-        ("fail_timeout", wire.fail_timeout.is_some()),
-        ("next_upstream", wire.next_upstream.is_some()),
-        ("next_upstream_tries", wire.next_upstream_tries.is_some()),
-        (
-            "next_upstream_timeout",
-            wire.next_upstream_timeout.is_some(),
-        ),
-    ];
-    for (key, present) in planned {
-        if present {
-            errors.0.push(ConfigError::not_implemented(at(key)));
+    let tls_ca = wire.tls_ca.as_deref().and_then(|file| match load_ca(file) {
+        Ok(ca) => Some(ca),
+        Err(e) => {
+            errors.push(at("tls_ca"), e);
+            None
         }
-    }
+    });
+    let max_fails = checked(wire.max_fails, &at("max_fails"), &mut errors).unwrap_or(1);
+    let fail_timeout = checked(wire.fail_timeout, &at("fail_timeout"), &mut errors)
+        .map_or(Duration::from_secs(10), |d| d.0);
+    let tries = checked(
+        wire.next_upstream_tries,
+        &at("next_upstream_tries"),
+        &mut errors,
+    )
+    .unwrap_or(0);
+    let tries_timeout = checked(
+        wire.next_upstream_timeout,
+        &at("next_upstream_timeout"),
+        &mut errors,
+    )
+    .map(|d| d.0)
+    .filter(|d| !d.is_zero());
+    let dns_refresh = checked(wire.dns_refresh, &at("dns_refresh"), &mut errors);
     let keepalive = checked(wire.keepalive, &at("keepalive"), &mut errors).unwrap_or(64);
     let connect_timeout = checked(wire.connect_timeout, &at("connect_timeout"), &mut errors);
     let read_timeout = checked(wire.read_timeout, &at("read_timeout"), &mut errors);
     for (key, t) in [
         ("connect_timeout", connect_timeout),
         ("read_timeout", read_timeout),
+        ("dns_refresh", dns_refresh),
     ] {
         if t.is_some_and(|d| d.0.is_zero()) {
             errors.push(at(key), "must be longer than 0s");
@@ -161,16 +181,32 @@ pub fn build(name: &str, value: &Value, path: &str) -> Result<Upstream, ConfigEr
     if keepalive > 100_000 {
         errors.push(at("keepalive"), "must be at most 100000");
     }
-    errors.into_result(Upstream {
-        name: name.to_string(),
-        tiers,
-        connect_timeout: connect_timeout.map_or(std::time::Duration::from_secs(2), |d| d.0),
-        read_timeout: read_timeout.map_or(std::time::Duration::from_secs(60), |d| d.0),
-        keepalive,
-    })
+    if errors.is_empty() {
+        let mut u = Upstream::new(name, Pool::new(tiers, balance));
+        u.balance = balance;
+        u.passive = Passive {
+            max_fails,
+            // nginx keeps time in whole seconds; a fraction rounds up.
+            fail_timeout: fail_timeout.as_secs() + u64::from(fail_timeout.subsec_nanos() > 0),
+        };
+        u.next_upstream = next_upstream;
+        u.next_upstream_tries = tries;
+        u.next_upstream_timeout = tries_timeout;
+        u.connect_timeout = connect_timeout.map_or(Duration::from_secs(2), |d| d.0);
+        u.read_timeout = read_timeout.map_or(Duration::from_secs(60), |d| d.0);
+        u.keepalive = keepalive;
+        u.health_check = health_check;
+        u.dns_refresh = dns_refresh.map_or(Duration::from_secs(60), |d| d.0);
+        u.tls_ca = tls_ca;
+        Ok(u)
+    } else {
+        Err(errors)
+    }
 }
 
-fn build_server(value: &Value, path: &str) -> Result<UpstreamServer, ConfigErrors> {
+/// A server entry: `"IP:port"`, `"name:port"`, or a map with `addr` and options. Returns
+/// the entry and the addresses it resolves to now.
+fn build_server(value: &Value, path: &str) -> Result<(ServerSpec, Vec<SocketAddr>), ConfigErrors> {
     let (wire, addr_path) = match value {
         Value::String(s) => (
             ServerWire {
@@ -179,63 +215,145 @@ fn build_server(value: &Value, path: &str) -> Result<UpstreamServer, ConfigError
                 tls: false,
                 sni: None,
                 host: None,
+                http2: false,
             },
             path.to_string(),
         ),
         other => (from_value::<ServerWire>(other, path)?, join(path, "addr")),
     };
     let mut errors = ConfigErrors::default();
-    let addr = match wire.addr.parse::<SocketAddr>() {
-        Ok(a) => Some(a),
-        Err(_) if looks_like_host_port(&wire.addr) => {
-            errors.push(
-                &addr_path,
-                format!(
-                    "`{}`: host names are not implemented yet; use IP:port",
-                    wire.addr
-                ),
-            );
-            None
-        }
-        Err(_) => {
-            errors.push(
-                &addr_path,
-                format!("`{}` is not a host:port address", wire.addr),
-            );
-            None
-        }
-    };
+    let resolved = resolve(&wire.addr)
+        .map_err(|e| errors.push(&addr_path, e))
+        .ok();
     let weight = checked(wire.weight, &join(path, "weight"), &mut errors).unwrap_or(1);
     if !(1..=1000).contains(&weight) {
         errors.push(join(path, "weight"), "must be from 1 to 1000");
     }
-    for (key, present) in [
-        ("tls", wire.tls),
-        ("sni", wire.sni.is_some()),
-        ("host", wire.host.is_some()),
-    ] {
-        if present {
-            errors.0.push(ConfigError::not_implemented(join(path, key)));
+    if !wire.tls {
+        for (key, present) in [("sni", wire.sni.is_some()), ("http2", wire.http2)] {
+            if present {
+                errors.push(
+                    join(path, key),
+                    "needs `tls: true` (plain-text upstreams speak HTTP/1.1 without TLS names)",
+                );
+            }
         }
     }
-    match addr {
-        Some(addr) if errors.is_empty() => Ok(UpstreamServer { addr, weight }),
+    if let Some(sni) = &wire.sni {
+        if !is_host_name(sni) && sni.parse::<std::net::IpAddr>().is_err() {
+            errors.push(join(path, "sni"), format!("`{sni}` is not a host name"));
+        }
+    }
+    if let Some(host) = &wire.host {
+        if host.is_empty() || http::HeaderValue::from_str(host).is_err() || host.contains(' ') {
+            errors.push(
+                join(path, "host"),
+                format!("`{host}` is not a valid Host header"),
+            );
+        }
+    }
+    match resolved {
+        Some((host_name, port, addrs)) if errors.is_empty() => Ok((
+            ServerSpec {
+                addr: wire.addr,
+                host_name,
+                port,
+                weight,
+                tls: wire.tls,
+                sni: wire.sni,
+                host: wire.host,
+                http2: wire.http2,
+            },
+            addrs,
+        )),
         _ => Err(errors),
     }
 }
 
-/// `name:port` with a plausible DNS name and a port.
-fn looks_like_host_port(s: &str) -> bool {
-    match s.rsplit_once(':') {
-        Some((host, port)) => {
-            port.parse::<u16>().is_ok()
-                && !host.is_empty()
-                && host
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        }
-        None => false,
+/// `IP:port`, or `name:port` resolved now. Returns the name (if any), the port and the
+/// addresses, IPv4 first.
+fn resolve(addr: &str) -> Result<(Option<String>, u16, Vec<SocketAddr>), String> {
+    if let Ok(a) = addr.parse::<SocketAddr>() {
+        return Ok((None, a.port(), vec![a]));
     }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err(format!("`{addr}` is not a host:port address"));
+    };
+    let Ok(port) = port.parse::<u16>() else {
+        return Err(format!("`{addr}` is not a host:port address"));
+    };
+    if !is_host_name(host) {
+        return Err(format!("`{addr}` is not a host:port address"));
+    }
+    match (host, port).to_socket_addrs() {
+        Ok(found) => {
+            let found = prefer_ipv4(found.collect());
+            if found.is_empty() {
+                Err(format!("cannot resolve `{host}`: no addresses"))
+            } else {
+                Ok((Some(host.to_ascii_lowercase()), port, found))
+            }
+        }
+        Err(e) => Err(format!("cannot resolve `{host}`: {e}")),
+    }
+}
+
+/// A plausible DNS name: letters, digits, `-`, `_` and dots between non-empty labels.
+fn is_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
+/// Reads `tls_ca`: PEM certificates, each checked before Pingora sees it (its parser
+/// panics on a bad certificate).
+fn load_ca(file: &str) -> Result<Arc<[WrappedX509]>, String> {
+    let pem = std::fs::read(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+    let mut certs = Vec::new();
+    for item in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let der = item.map_err(|e| format!("{file}: not a PEM certificate file: {e}"))?;
+        if let Err(e) = x509_parser::parse_x509_certificate(der.as_ref()) {
+            return Err(format!("{file}: invalid certificate: {e}"));
+        }
+        certs.push(WrappedX509::new(
+            der.to_vec(),
+            pingora::utils::tls::parse_x509,
+        ));
+    }
+    if certs.is_empty() {
+        return Err(format!("{file}: no PEM certificate in it"));
+    }
+    Ok(certs.into())
+}
+
+fn build_health_check(
+    hc: &HealthCheckWire,
+    path: &str,
+    errors: &mut ConfigErrors,
+) -> Option<HealthCheck> {
+    let before = errors.0.len();
+    validate_health_check(hc, path, errors);
+    if errors.0.len() != before {
+        return None;
+    }
+    let kind = match &hc.path {
+        Some(p) => CheckKind::Http {
+            path: p.clone(),
+            expect_status: hc.expect_status.clone().unwrap_or_default(),
+        },
+        None => CheckKind::Tcp,
+    };
+    Some(HealthCheck {
+        kind,
+        interval: hc.interval.map_or(Duration::from_secs(5), |d| d.0),
+        timeout: hc.timeout.map_or(Duration::from_secs(1), |d| d.0),
+        rise: hc.rise.unwrap_or(2),
+        fall: hc.fall.unwrap_or(3),
+    })
 }
 
 fn validate_health_check(hc: &HealthCheckWire, path: &str, errors: &mut ConfigErrors) {

@@ -1,0 +1,317 @@
+//! Upstreams at run time: ordered tiers of servers, the balancer that picks one, passive and
+//! active health, and the retry rules (`next_upstream`) the proxy applies between attempts.
+//!
+//! - [`peer`]: one server (its entry, resolved addresses, active-check state).
+//! - [`pool`]: the tiers of one upstream with nginx's round-robin and `max_fails` bookkeeping;
+//!   registered servers join and leave here without a reload.
+//! - [`health`]: the background upkeep: active checks, DNS refresh, registration expiry.
+
+pub mod health;
+pub mod peer;
+pub mod pool;
+
+pub use peer::{Peer, ServerSpec};
+pub use pool::{Balance, Outcome, Passive, Pool, ServerState, Slot, TierPool, Tried};
+
+use health::HealthCheck;
+use pingora::protocols::ALPN;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::utils::tls::WrappedX509;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The conditions of `next_upstream`, as a bit set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NextUpstream(u16);
+
+impl NextUpstream {
+    /// A connection error, a reset, or an invalid response head.
+    pub const ERROR: NextUpstream = NextUpstream(1);
+    /// A connect or read timeout.
+    pub const TIMEOUT: NextUpstream = NextUpstream(1 << 1);
+    const STATUSES: [(u16, u16); 7] = [
+        (500, 1 << 2),
+        (502, 1 << 3),
+        (503, 1 << 4),
+        (504, 1 << 5),
+        (404, 1 << 6),
+        (429, 1 << 7),
+        (403, 1 << 8),
+    ];
+
+    /// The names accepted in YAML, in the order of the docs.
+    pub const NAMES: [&'static str; 10] = [
+        "error", "timeout", "http_500", "http_502", "http_503", "http_504", "http_404", "http_429",
+        "http_403", "off",
+    ];
+
+    /// The flag for a YAML name (`off` is the empty set).
+    pub fn from_name(name: &str) -> Option<NextUpstream> {
+        match name {
+            "error" => Some(Self::ERROR),
+            "timeout" => Some(Self::TIMEOUT),
+            "off" => Some(NextUpstream(0)),
+            _ => {
+                let code: u16 = name.strip_prefix("http_")?.parse().ok()?;
+                Self::STATUSES
+                    .iter()
+                    .find(|(c, _)| *c == code)
+                    .map(|&(_, bit)| NextUpstream(bit))
+            }
+        }
+    }
+
+    /// Adds `other`.
+    pub fn insert(&mut self, other: NextUpstream) {
+        self.0 |= other.0;
+    }
+
+    /// Is `other` listed?
+    pub fn contains(self, other: NextUpstream) -> bool {
+        other.0 != 0 && self.0 & other.0 == other.0
+    }
+
+    /// Is `status` listed (`http_NNN`)?
+    pub fn has_status(self, status: u16) -> bool {
+        Self::STATUSES
+            .iter()
+            .any(|&(c, bit)| c == status && self.0 & bit != 0)
+    }
+}
+
+/// Does an answer with `status` count toward `max_fails` when `http_<status>` is listed?
+/// nginx: 5xx and 429 do, 403 and 404 are retried but never count.
+pub fn status_counts_as_failure(status: u16) -> bool {
+    !matches!(status, 403 | 404)
+}
+
+/// The validated `upstreams.NAME` entry with its live server pool.
+#[derive(Debug)]
+pub struct Upstream {
+    /// Its name under `upstreams:`.
+    pub name: String,
+    /// How each tier spreads requests.
+    pub balance: Balance,
+    /// `max_fails` / `fail_timeout`.
+    pub passive: Passive,
+    /// Which failures move a request to the next server.
+    pub next_upstream: NextUpstream,
+    /// Attempts per request; 0 = as many as there are servers.
+    pub next_upstream_tries: u32,
+    /// Time from the first attempt after which no new attempt starts; `None` = no limit.
+    pub next_upstream_timeout: Option<Duration>,
+    /// TCP connect (and TLS handshake) timeout.
+    pub connect_timeout: Duration,
+    /// Longest wait for each read from the upstream (nginx `proxy_read_timeout`).
+    pub read_timeout: Duration,
+    /// Idle pooled connections kept per server; 0 closes each connection after its response.
+    pub keepalive: usize,
+    /// Active checks, when configured.
+    pub health_check: Option<HealthCheck>,
+    /// How often host names in `addr` are resolved again.
+    pub dns_refresh: Duration,
+    /// `tls_ca`: the only CAs trusted for TLS servers; `None` = the system roots.
+    pub tls_ca: Option<Arc<[WrappedX509]>>,
+    pool: Mutex<Pool>,
+    retired: AtomicBool,
+}
+
+/// How long an idle pooled upstream connection is kept (nginx `keepalive_timeout` in an
+/// `upstream` block): servers close idle connections too, and a connection closed by the
+/// server while pooled costs a request a failed attempt.
+const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Upstream {
+    /// An upstream named `name` with `pool` and the other settings at their defaults; the
+    /// config builder sets the rest.
+    pub fn new(name: &str, pool: Pool) -> Upstream {
+        Upstream {
+            name: name.to_string(),
+            balance: Balance::RoundRobin,
+            passive: Passive {
+                max_fails: 1,
+                fail_timeout: 10,
+            },
+            next_upstream: {
+                let mut n = NextUpstream::ERROR;
+                n.insert(NextUpstream::TIMEOUT);
+                n
+            },
+            next_upstream_tries: 0,
+            next_upstream_timeout: None,
+            connect_timeout: Duration::from_secs(2),
+            read_timeout: Duration::from_secs(60),
+            keepalive: 64,
+            health_check: None,
+            dns_refresh: Duration::from_secs(60),
+            tls_ca: None,
+            pool: Mutex::new(pool),
+            retired: AtomicBool::new(false),
+        }
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
+        peer::lock(&self.pool)
+    }
+
+    /// Picks the server for the next attempt of a request that already tried `tried`.
+    /// `key` is what `balance: hash` hashes (the request URI).
+    pub fn select(&self, tried: &Tried, key: Option<&[u8]>) -> Option<Arc<Peer>> {
+        self.pool().select(self.passive, tried, key)
+    }
+
+    /// Redirect mode's choice: a usable server picked like a proxied request's, else the
+    /// last tier's first server.
+    pub fn redirect_target(&self, key: Option<&[u8]>) -> Option<Arc<Peer>> {
+        let mut pool = self.pool();
+        pool.select_usable(self.passive, &Tried::default(), key)
+            .or_else(|| pool.last_resort())
+    }
+
+    /// Is a server left that `tried` does not hold?
+    pub fn has_untried(&self, tried: &Tried) -> bool {
+        self.pool().has_untried(tried)
+    }
+
+    /// Accounts one attempt on `peer` (passive health); logs when its state changes.
+    pub fn report(&self, peer: &Peer, outcome: Outcome, why: &str) {
+        let line = self.pool().report(peer.id, outcome, self.passive, why);
+        if let Some(line) = line {
+            match outcome {
+                Outcome::Failure => log::warn!("upstream {}: {line}", self.name),
+                Outcome::Success => log::info!("upstream {}: {line}", self.name),
+            }
+        }
+    }
+
+    /// Every server (configured and registered) with its state.
+    pub fn servers(&self) -> Vec<ServerState> {
+        self.pool().servers(self.passive)
+    }
+
+    /// Servers in all tiers now.
+    pub fn server_count(&self) -> usize {
+        self.pool().server_count()
+    }
+
+    /// Registers (or renews) `spec` in `tier` until `ttl` from now, reachable at `addrs`.
+    /// `Ok(true)` when it is new. Used by the admin API's node registration.
+    pub fn register(
+        &self,
+        tier: &str,
+        spec: ServerSpec,
+        addrs: Vec<SocketAddr>,
+        ttl: Duration,
+    ) -> Result<bool, String> {
+        if addrs.is_empty() {
+            return Err(format!("{} has no address", spec.addr));
+        }
+        let addr = spec.addr.clone();
+        let new = self
+            .pool()
+            .register(tier, Peer::new(tier, spec, addrs), Instant::now() + ttl)?;
+        if new {
+            log::info!(
+                "upstream {}: {addr} ({tier}) registered for {}s",
+                self.name,
+                ttl.as_secs()
+            );
+        }
+        Ok(new)
+    }
+
+    /// Removes a registered server at once; `true` when it was registered.
+    pub fn deregister(&self, addr: &str) -> bool {
+        let removed = self.pool().deregister(addr);
+        if removed {
+            log::info!("upstream {}: {addr} deregistered", self.name);
+        }
+        removed
+    }
+
+    /// Drops registrations whose TTL ran out, logging each.
+    pub fn expire_registrations(&self) {
+        for peer in self.pool().expire(Instant::now()) {
+            log::info!(
+                "upstream {}: {} registration expired",
+                self.name,
+                peer.describe()
+            );
+        }
+    }
+
+    /// Takes over servers' state from the running upstream of the same name (reload).
+    pub fn inherit(&self, old: &Upstream) {
+        let old_pool = old.pool();
+        self.pool().inherit(&old_pool);
+    }
+
+    /// Marks this upstream replaced by a reload: its background upkeep stops.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+
+    /// Was it replaced by a reload?
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    /// Rebuilds hash rings after addresses changed (DNS refresh).
+    fn addresses_changed(&self) {
+        self.pool().rebuild_rings();
+    }
+
+    /// Every peer now (configured and registered), for the background checks.
+    fn peers(&self) -> Vec<Arc<Peer>> {
+        self.servers().into_iter().map(|s| s.peer).collect()
+    }
+
+    /// The Pingora peer for one attempt on `peer`: its current address, TLS verified against
+    /// its name, the upstream's timeouts. `None` when it has no address.
+    pub fn http_peer(&self, peer: &Peer) -> Option<HttpPeer> {
+        let addr = peer.addr()?;
+        let spec = &peer.spec;
+        // A non-empty SNI is what makes Pingora verify the certificate.
+        let sni = if spec.tls {
+            spec.tls_name()
+        } else {
+            String::new()
+        };
+        let mut p = HttpPeer::new(addr, spec.tls, sni);
+        p.options.connection_timeout = Some(self.connect_timeout);
+        p.options.read_timeout = Some(self.read_timeout);
+        p.options.write_timeout = Some(self.read_timeout);
+        p.options.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
+        if spec.tls {
+            p.options.ca = self.tls_ca.clone();
+            if spec.http2 {
+                p.options.alpn = ALPN::H2H1;
+            }
+        }
+        Some(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_upstream_names() {
+        let mut n = NextUpstream::default();
+        for name in ["error", "http_502", "http_404"] {
+            n.insert(NextUpstream::from_name(name).unwrap());
+        }
+        assert!(n.contains(NextUpstream::ERROR));
+        assert!(!n.contains(NextUpstream::TIMEOUT));
+        assert!(n.has_status(502) && n.has_status(404) && !n.has_status(503));
+        assert!(NextUpstream::from_name("http_418").is_none());
+        assert_eq!(
+            NextUpstream::from_name("off"),
+            Some(NextUpstream::default())
+        );
+        assert!(status_counts_as_failure(502) && !status_counts_as_failure(404));
+    }
+}
