@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use http::header::{self, HeaderValue};
@@ -25,6 +25,8 @@ pub struct State {
     hits: Mutex<HashMap<String, u64>>,
     total: AtomicU64,
     connections: AtomicU64,
+    health_status: AtomicU16,
+    fixed_status: AtomicU16,
 }
 
 impl State {
@@ -38,6 +40,8 @@ impl State {
             hits: Mutex::new(HashMap::new()),
             total: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            health_status: AtomicU16::new(200),
+            fixed_status: AtomicU16::new(0),
         }
     }
 
@@ -59,6 +63,19 @@ impl State {
     /// TCP connections accepted so far (shows whether a proxy reuses connections).
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Makes `/__health` answer `status` from now on (200 at start), so tests can fail
+    /// and heal an origin's health checks without stopping it.
+    pub fn set_health_status(&self, status: u16) {
+        self.health_status.store(status, Ordering::Relaxed);
+    }
+
+    /// Makes every ordinary response answer `status` unless the query sets `status=`
+    /// (0, the start value, means 200): one origin of a tier can fail while the others with
+    /// the same request succeed.
+    pub fn set_fixed_status(&self, status: u16) {
+        self.fixed_status.store(status, Ordering::Relaxed);
     }
 
     /// Counts one accepted connection.
@@ -101,7 +118,9 @@ pub async fn handle(
             "/__echo" => echo(&state, &parts, &mut body).await,
             "/__health" => {
                 drain(&mut body, false).await;
-                text(StatusCode::OK, "ok\n".to_owned())
+                let status = StatusCode::from_u16(state.health_status.load(Ordering::Relaxed))
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                text(status, format!("{}\n", if status.is_success() { "ok" } else { "unhealthy" }))
             }
             _ => respond(&state, &parts, &mut body, reset).await,
         }
@@ -141,7 +160,8 @@ async fn respond(
     if let Some(d) = p.delay {
         tokio::time::sleep(d).await;
     }
-    let status = p.status.unwrap_or(StatusCode::OK);
+    let fixed = StatusCode::from_u16(state.fixed_status.load(Ordering::Relaxed)).ok();
+    let status = p.status.or(fixed).unwrap_or(StatusCode::OK);
     let bodiless = status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     let (mut out, default_type) = if bodiless {
         (OriginBody::empty(), None)

@@ -18,7 +18,7 @@
 //!
 //! Special paths: `/__echo` (JSON description of the request with its body's
 //! length and FNV-1a 64), `/__hits?path=/x` (hit count of `/x`, not itself
-//! counted), `/__health` (`ok\n`). Every response has `X-Origin` and `Date`.
+//! counted), `/__health` (`ok\n`, or the status set by [`State::set_health_status`]). Every response has `X-Origin` and `Date`.
 //!
 //! Tests use it in-process through [`Origin`], which runs on its own thread
 //! and runtime so it works from sync and async tests alike.
