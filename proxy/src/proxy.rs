@@ -401,6 +401,12 @@ impl ProxyHttp for Weir {
         if std::mem::take(&mut ctx.status_retry) {
             return e; // weir ended the attempt on its status; the decision is made
         }
+        if e.esource() != &ErrorSource::Upstream {
+            // The client went away or sent a bad body (413): not the server's failure, and
+            // nothing to retry.
+            e.set_retry(false);
+            return e;
+        }
         let replayable = !ctx.response_started
             && !non_idempotent(&session.req_header().method)
             && !session.as_ref().retry_buffer_truncated();

@@ -466,3 +466,57 @@ fn a_slow_stream_is_never_retried_once_the_head_was_sent() {
     assert_eq!((status, from.as_str()), (200, "a"));
     assert_eq!(b.hits("/stream"), 0);
 }
+
+#[test]
+fn a_reload_keeps_what_weir_learned_about_servers() {
+    let (a, b) = (Origin::start("a"), Origin::start("b"));
+    a.state().set_fixed_status(503);
+    let up = format!(
+        "{}    next_upstream: [error, timeout, http_503]\n    fail_timeout: 30s\n",
+        tiers(&[("edge", vec![a.addr().to_string(), b.addr().to_string()])])
+    );
+    let weir = start(&up, PROXY);
+    assert_eq!(get(&weir, "/one").1, "b");
+    assert_eq!(a.total_hits(), 1);
+    // The same upstream with a new route: a stays down for the rest of its fail_timeout.
+    let yaml = std::fs::read_to_string(weir.config_path()).unwrap();
+    let yaml = yaml.replace(
+        "routes:\n",
+        "routes:\n  - { match: { path_prefix: /new/ }, upstream: images }\n",
+    );
+    std::fs::write(weir.config_path(), yaml).unwrap();
+    weir.signal("HUP");
+    assert!(weir.wait_log("reload done"));
+    for i in 0..4 {
+        assert_eq!(get(&weir, &format!("/new/{i}")).1, "b");
+    }
+    assert_eq!(a.total_hits(), 1, "still skipped after the reload");
+}
+
+#[test]
+fn a_refused_request_body_does_not_count_against_the_server() {
+    let (a, b) = (Origin::start("a"), Origin::start("b"));
+    let port = free_port();
+    let yaml = format!(
+        "server:\n  listen: [\"127.0.0.1:{port}\"]\n  max_request_body: 1k\n\
+         upstreams:\n  images:\n{}routes:\n{PROXY}",
+        tiers(&[("edge", vec![a.addr().to_string(), b.addr().to_string()])])
+    );
+    let weir = Weir::start(&yaml, port);
+    let chunk = "x".repeat(800);
+    let raw = format!(
+        "POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+         320\r\n{chunk}\r\n320\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    let resp = raw_request(port, raw.as_bytes());
+    assert_eq!(status_of(&resp), 413, "{resp}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !weir.stderr().contains("failed for /up"),
+        "{}",
+        weir.stderr()
+    );
+    // Both servers still take turns.
+    let froms: Vec<String> = (0..4).map(|i| get(&weir, &format!("/t{i}")).1).collect();
+    assert_eq!(froms.iter().filter(|f| *f == "a").count(), 2, "{froms:?}");
+}
