@@ -520,3 +520,26 @@ fn a_refused_request_body_does_not_count_against_the_server() {
     let froms: Vec<String> = (0..4).map(|i| get(&weir, &format!("/t{i}")).1).collect();
     assert_eq!(froms.iter().filter(|f| *f == "a").count(), 2, "{froms:?}");
 }
+
+#[test]
+fn next_upstream_timeout_stops_new_attempts() {
+    let (h1, _keep1) = hanging_server();
+    let (h2, _keep2) = hanging_server();
+    let up = format!(
+        "{}    read_timeout: 300ms\n    next_upstream_timeout: 200ms\n",
+        tiers(&[
+            ("edge", vec![h1.to_string()]),
+            ("origin", vec![h2.to_string()])
+        ])
+    );
+    let weir = start(&up, PROXY);
+    let t = Instant::now();
+    assert_eq!(get(&weir, "/late").0, 504);
+    assert!(
+        t.elapsed() < Duration::from_millis(550),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(weir.wait_log("(edge) failed for /late: read timed out"));
+    assert!(!weir.stderr().contains("(origin) failed for /late"));
+}

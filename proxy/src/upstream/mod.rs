@@ -298,6 +298,51 @@ impl Upstream {
 mod tests {
     use super::*;
 
+    fn spec(addr: &str, tls: bool) -> (ServerSpec, Vec<SocketAddr>) {
+        let a: SocketAddr = addr.parse().unwrap();
+        let spec = ServerSpec {
+            addr: addr.into(),
+            host_name: None,
+            port: a.port(),
+            weight: 1,
+            tls,
+            sni: None,
+            host: None,
+            http2: false,
+        };
+        (spec, vec![a])
+    }
+
+    #[test]
+    fn redirect_mode_uses_registered_servers_until_they_expire() {
+        let (origin, addrs) = spec("127.0.0.1:9100", false);
+        let origin = Arc::new(Peer::new("origin", origin, addrs));
+        let pool = Pool::new(
+            vec![
+                TierPool::new("edge".into(), vec![]),
+                TierPool::new("origin".into(), vec![Slot::new(origin, None)]),
+            ],
+            Balance::RoundRobin,
+        );
+        let u = Upstream::new("images", pool);
+        assert_eq!(u.redirect_target(None).unwrap().spec.addr, "127.0.0.1:9100");
+        let (node, addrs) = spec("10.0.0.7:443", true);
+        assert_eq!(u.register("edge", node.clone(), addrs.clone(), Duration::from_secs(60)), Ok(true));
+        let target = u.redirect_target(None).unwrap();
+        assert_eq!(target.spec.authority(), "10.0.0.7");
+        assert!(target.spec.tls);
+        // A heartbeat renews; a deregistration removes at once.
+        assert_eq!(u.register("edge", node, addrs, Duration::from_secs(60)), Ok(false));
+        assert!(u.deregister("10.0.0.7:443"));
+        assert_eq!(u.redirect_target(None).unwrap().spec.addr, "127.0.0.1:9100");
+        // A TTL that ran out: skipped at once, removed by the upkeep.
+        let (short, addrs) = spec("10.0.0.8:80", false);
+        u.register("edge", short, addrs, Duration::ZERO).unwrap();
+        assert_eq!(u.redirect_target(None).unwrap().spec.addr, "127.0.0.1:9100");
+        u.expire_registrations();
+        assert_eq!(u.server_count(), 1);
+    }
+
     #[test]
     fn next_upstream_names() {
         let mut n = NextUpstream::default();
