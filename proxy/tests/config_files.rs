@@ -89,3 +89,25 @@ fn missing_file_is_a_clear_error() {
         "{out}"
     );
 }
+
+#[test]
+fn an_unresolvable_upstream_name_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("dns.yaml");
+    std::fs::write(
+        &f,
+        "server: {listen: ['127.0.0.1:8080']}\n\
+         upstreams: {o: {tiers: [{name: a, servers: ['localhost:9001', 'no-such-host.invalid:80']}]}}\n\
+         routes: [{upstream: o}]\n",
+    )
+    .unwrap();
+    let (ok, out) = check_config(&f);
+    assert!(!ok);
+    assert!(
+        out.starts_with(
+            "upstreams.o.tiers[0].servers[1]: cannot resolve `no-such-host.invalid`: "
+        ),
+        "{out}"
+    );
+    assert_eq!(out.lines().count(), 1, "localhost resolves: {out}");
+}

@@ -282,3 +282,40 @@ pub fn prefer_ipv4(mut addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
     addrs.dedup();
     addrs
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Balance, Pool, ServerSpec, Slot, TierPool};
+    use super::*;
+
+    #[tokio::test]
+    async fn dns_refresh_replaces_the_addresses_of_a_name() {
+        let spec = ServerSpec {
+            addr: "localhost:8081".into(),
+            host_name: Some("localhost".into()),
+            port: 8081,
+            weight: 1,
+            tls: false,
+            sni: None,
+            host: None,
+            http2: false,
+        };
+        // As if the name had pointed elsewhere at load.
+        let stale: SocketAddr = "192.0.2.1:8081".parse().unwrap();
+        let peer = Arc::new(Peer::new("edge", spec, vec![stale]));
+        let pool = Pool::new(
+            vec![TierPool::new("edge".into(), vec![Slot::new(peer.clone(), None)])],
+            Balance::Hash,
+        );
+        let u = Upstream::new("images", pool);
+        refresh_dns(&u).await;
+        assert_eq!(peer.addr(), Some("127.0.0.1:8081".parse().unwrap()));
+    }
+
+    #[test]
+    fn ipv4_first() {
+        let v6: SocketAddr = "[::1]:80".parse().unwrap();
+        let v4: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        assert_eq!(prefer_ipv4(vec![v6, v4, v6]), vec![v4, v6]);
+    }
+}
