@@ -543,3 +543,25 @@ fn next_upstream_timeout_stops_new_attempts() {
     assert!(weir.wait_log("(edge) failed for /late: read timed out"));
     assert!(!weir.stderr().contains("(origin) failed for /late"));
 }
+
+#[test]
+fn a_status_retry_closes_the_failed_connection_and_keeps_the_good_one_pooled() {
+    let (a, b) = (Origin::start("a"), Origin::start("b"));
+    a.state().set_fixed_status(502);
+    let up = format!(
+        "{}    next_upstream: [error, http_502]\n    max_fails: 0\n",
+        tiers(&[
+            ("edge", vec![a.addr().to_string()]),
+            ("backup", vec![b.addr().to_string()])
+        ])
+    );
+    let weir = start(&up, PROXY);
+    for i in 0..4 {
+        assert_eq!(get(&weir, &format!("/c{i}")).1, "b");
+    }
+    assert_eq!(a.total_hits(), 4);
+    // The 502's body was never read, so its connection is closed rather than pooled: one
+    // connection per attempt. The backup's answers were complete and its connection is reused.
+    assert_eq!(a.connections(), 4);
+    assert!(b.connections() <= 2, "{}", b.connections());
+}
