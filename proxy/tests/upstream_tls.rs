@@ -283,9 +283,6 @@ async fn http2_to_the_upstream() {
 /// connection the trusting one opened and pooled must not serve the other, which would
 /// refuse that certificate on a handshake of its own.
 #[tokio::test]
-#[ignore = "bug: Upstream::http_peer (proxy/src/upstream/mod.rs) leaves HttpPeer::group_key at 0 \
-            and Pingora's reuse hash ignores options.ca, so upstreams with different tls_ca \
-            share pooled connections"]
 async fn pooled_connection_is_not_shared_across_tls_ca() {
     let origin = Origin::start("o");
     let pki = pki();
@@ -318,9 +315,6 @@ async fn pooled_connection_is_not_shared_across_tls_ca() {
 
 /// weir's own line for the failed attempt says why the handshake failed.
 #[tokio::test]
-#[ignore = "bug: error_reason (proxy/src/upstream/health.rs) logs the root cause of a TLS \
-            error, which in Pingora 0.9.1 is only `local address IP:PORT`; the certificate \
-            error is in the error's context"]
 async fn tls_failure_reason_is_logged() {
     let origin = Origin::start("o");
     let pki = pki();

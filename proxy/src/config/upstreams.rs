@@ -197,6 +197,14 @@ pub fn build(name: &str, value: &Value, path: &str) -> Result<Upstream, ConfigEr
         u.keepalive = keepalive;
         u.health_check = health_check;
         u.dns_refresh = dns_refresh.map_or(Duration::from_secs(60), |d| d.0);
+        u.tls_group = tls_ca.as_ref().map_or(0, |certs| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for c in certs.iter() {
+                c.borrow_raw_cert().hash(&mut h);
+            }
+            h.finish() | 1 // never 0, the group of the system roots
+        });
         u.tls_ca = tls_ca;
         Ok(u)
     } else {

@@ -233,8 +233,13 @@ pub fn error_reason(e: &pingora::Error) -> String {
         ErrorType::WriteTimedout => "write timed out".into(),
         ErrorType::ConnectionClosed => "connection closed".into(),
         ErrorType::HTTPStatus(s) => format!("status {s}"),
+        // Pingora puts the TLS library's reason (bad certificate, wrong name) in the context;
+        // the root cause is only a wrapper with the local address.
         ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError => {
-            format!("TLS: {}", e.root_cause())
+            match &e.context {
+                Some(context) => format!("TLS: {}", context.as_str()),
+                None => format!("TLS: {}", e.root_cause()),
+            }
         }
         other => match e.root_cause().to_string() {
             cause if cause.is_empty() => other.as_str().to_string(),

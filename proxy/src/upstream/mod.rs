@@ -114,6 +114,10 @@ pub struct Upstream {
     pub dns_refresh: Duration,
     /// `tls_ca`: the only CAs trusted for TLS servers; `None` = the system roots.
     pub tls_ca: Option<Arc<[WrappedX509]>>,
+    /// Pingora's connection-pool group for TLS connections: pooled connections are shared
+    /// only between peers with the same key, and a connection verified against `tls_ca` must
+    /// not serve an upstream that trusts other CAs. 0 for the system roots.
+    pub tls_group: u64,
     pool: Mutex<Pool>,
     retired: AtomicBool,
 }
@@ -147,6 +151,7 @@ impl Upstream {
             health_check: None,
             dns_refresh: Duration::from_secs(60),
             tls_ca: None,
+            tls_group: 0,
             pool: Mutex::new(pool),
             retired: AtomicBool::new(false),
         }
@@ -286,6 +291,7 @@ impl Upstream {
         p.options.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
         if spec.tls {
             p.options.ca = self.tls_ca.clone();
+            p.group_key = self.tls_group;
             if spec.http2 {
                 p.options.alpn = ALPN::H2H1;
             }
