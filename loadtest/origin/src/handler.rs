@@ -120,7 +120,17 @@ pub async fn handle(
                 drain(&mut body, false).await;
                 let status = StatusCode::from_u16(state.health_status.load(Ordering::Relaxed))
                     .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                text(status, format!("{}\n", if status.is_success() { "ok" } else { "unhealthy" }))
+                text(
+                    status,
+                    format!(
+                        "{}\n",
+                        if status.is_success() {
+                            "ok"
+                        } else {
+                            "unhealthy"
+                        }
+                    ),
+                )
             }
             _ => respond(&state, &parts, &mut body, reset).await,
         }
