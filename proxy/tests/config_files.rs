@@ -104,9 +104,7 @@ fn an_unresolvable_upstream_name_is_a_config_error() {
     let (ok, out) = check_config(&f);
     assert!(!ok);
     assert!(
-        out.starts_with(
-            "upstreams.o.tiers[0].servers[1]: cannot resolve `no-such-host.invalid`: "
-        ),
+        out.starts_with("upstreams.o.tiers[0].servers[1]: cannot resolve `no-such-host.invalid`: "),
         "{out}"
     );
     assert_eq!(out.lines().count(), 1, "localhost resolves: {out}");

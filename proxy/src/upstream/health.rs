@@ -309,7 +309,10 @@ mod tests {
         let stale: SocketAddr = "192.0.2.1:8081".parse().unwrap();
         let peer = Arc::new(Peer::new("edge", spec, vec![stale]));
         let pool = Pool::new(
-            vec![TierPool::new("edge".into(), vec![Slot::new(peer.clone(), None)])],
+            vec![TierPool::new(
+                "edge".into(),
+                vec![Slot::new(peer.clone(), None)],
+            )],
             Balance::Hash,
         );
         let u = Upstream::new("images", pool);

@@ -333,12 +333,18 @@ mod tests {
         let u = Upstream::new("images", pool);
         assert_eq!(u.redirect_target(None).unwrap().spec.addr, "127.0.0.1:9100");
         let (node, addrs) = spec("10.0.0.7:443", true);
-        assert_eq!(u.register("edge", node.clone(), addrs.clone(), Duration::from_secs(60)), Ok(true));
+        assert_eq!(
+            u.register("edge", node.clone(), addrs.clone(), Duration::from_secs(60)),
+            Ok(true)
+        );
         let target = u.redirect_target(None).unwrap();
         assert_eq!(target.spec.authority(), "10.0.0.7");
         assert!(target.spec.tls);
         // A heartbeat renews; a deregistration removes at once.
-        assert_eq!(u.register("edge", node, addrs, Duration::from_secs(60)), Ok(false));
+        assert_eq!(
+            u.register("edge", node, addrs, Duration::from_secs(60)),
+            Ok(false)
+        );
         assert!(u.deregister("10.0.0.7:443"));
         assert_eq!(u.redirect_target(None).unwrap().spec.addr, "127.0.0.1:9100");
         // A TTL that ran out: skipped at once, removed by the upkeep.
