@@ -11,6 +11,7 @@
 
 pub mod access;
 pub mod cidr;
+pub mod cache;
 pub mod config;
 mod context;
 mod flow;
