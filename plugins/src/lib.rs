@@ -22,7 +22,6 @@ pub mod limit_conn;
 pub mod limit_req;
 pub mod limit_zone;
 pub mod metrics;
-pub mod planned;
 mod plugin;
 pub mod registry;
 pub mod respond;

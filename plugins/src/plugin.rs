@@ -58,4 +58,11 @@ pub trait Plugin: Send + Sync + 'static {
     /// Runs once when the request is over, successful or not; `error` is why it failed.
     async fn logging(&self, _session: &mut Session, _error: Option<&Error>, _ctx: &mut RequestCtx) {
     }
+
+    /// The plugin itself, for plugins that configure one of the proxy's own phases rather
+    /// than run hooks (the `cache` plugin configures Pingora's cache phases). `None` for
+    /// ordinary plugins.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }

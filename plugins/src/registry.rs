@@ -23,8 +23,10 @@ pub struct BuildContext {
     /// Every name under `limits:`, also those with errors (already reported there, so a
     /// reference to one is not reported again).
     pub declared_limits: BTreeSet<String>,
-    /// Names under `caches:`.
-    pub caches: BTreeSet<String>,
+    /// Zones under `caches:` that built, by name.
+    pub caches: BTreeMap<String, Arc<crate::cache::CacheZone>>,
+    /// Every name under `caches:`, also those with errors.
+    pub declared_caches: BTreeSet<String>,
 }
 
 /// A plugin type that can be built from its YAML config.
@@ -89,9 +91,7 @@ impl Registry {
         r.register_factory(Box::new(crate::access::AccessFactory));
         r.register::<crate::limit_req::LimitReq>();
         r.register::<crate::limit_conn::LimitConn>();
-        for planned in crate::planned::factories() {
-            r.register_factory(planned);
-        }
+        r.register::<crate::cache::CachePlugin>();
         r
     }
 

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod access_log;
+mod cache;
 mod cli;
 pub mod config;
 mod proxy;

@@ -6,6 +6,7 @@
 //! edits) → response (plugin edits) → logging.
 
 use crate::access_log::LogRecord;
+use crate::cache::{self, CacheState};
 use crate::config::{Config, ServerSettings};
 use crate::request_limits;
 use crate::router::{Route, Target};
@@ -14,6 +15,8 @@ use crate::upstream::health::error_reason;
 use crate::upstream::{status_counts_as_failure, NextUpstream, Outcome, Peer, Tried, Upstream};
 use async_trait::async_trait;
 use bytes::Bytes;
+use pingora::cache::key::HashBinary;
+use pingora::cache::{CacheKey, CacheMeta, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyWarnLogContext};
@@ -59,6 +62,8 @@ pub struct RequestState {
     status_retry: bool,
     /// The response head went to the client: nothing is retried any more.
     response_started: bool,
+    /// The cache zone serving this request, if any.
+    cache: CacheState,
     /// The client: the peer, or the address a trusted proxy named (see [`client_ip`]).
     client_ip: Option<IpAddr>,
     request_body_bytes: u64,
@@ -254,6 +259,7 @@ impl ProxyHttp for Weir {
             stale_retried: false,
             status_retry: false,
             response_started: false,
+            cache: CacheState::default(),
             client_ip: None,
             request_body_bytes: 0,
             started: Instant::now(),
@@ -533,12 +539,50 @@ impl ProxyHttp for Weir {
         if response.status.is_informational() {
             return Ok(()); // plugins edit the final response, not `100 Continue`
         }
+        cache::add_status_header(session, &ctx.cache, response)?;
         if let Some((route, plugin_ctx)) = ctx.chain() {
             for plugin in &route.plugins {
                 plugin.response_filter(session, response, plugin_ctx)?;
             }
         }
         Ok(())
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestState) -> Result<()> {
+        let cache_plugin = ctx.route.as_ref().and_then(|r| r.cache());
+        cache::enable(session, cache_plugin, &mut ctx.cache);
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut RequestState) -> Result<CacheKey> {
+        cache::key(session, &ctx.cache, is_tls(session))
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestState,
+    ) -> Result<RespCacheable> {
+        Ok(cache::decide(session, resp, &ctx.cache))
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut RequestState,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        cache::variance(meta, req)
+    }
+
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestState,
+        error: Option<&Error>,
+    ) -> bool {
+        cache::serve_stale(&ctx.cache, error)
     }
 
     fn suppress_proxy_warn_log(

@@ -5,6 +5,7 @@
 
 use crate::upstream::Upstream;
 use std::sync::Arc;
+use weir_plugins::cache::CachePlugin;
 use weir_plugins::Plugin;
 
 /// A `match.host` entry.
@@ -84,6 +85,15 @@ pub struct Route {
     pub target: Target,
     /// The plugin chain, in YAML order.
     pub plugins: Vec<Arc<dyn Plugin>>,
+}
+
+impl Route {
+    /// The route's `cache` plugin, if it has one.
+    pub fn cache(&self) -> Option<&CachePlugin> {
+        self.plugins
+            .iter()
+            .find_map(|p| p.as_any()?.downcast_ref::<CachePlugin>())
+    }
 }
 
 impl Route {

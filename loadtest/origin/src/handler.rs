@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::{Body, Incoming};
 
@@ -27,6 +27,7 @@ pub struct State {
     connections: AtomicU64,
     health_status: AtomicU16,
     fixed_status: AtomicU16,
+    fixed_delay_ms: AtomicU64,
 }
 
 impl State {
@@ -42,6 +43,7 @@ impl State {
             connections: AtomicU64::new(0),
             health_status: AtomicU16::new(200),
             fixed_status: AtomicU16::new(0),
+            fixed_delay_ms: AtomicU64::new(0),
         }
     }
 
@@ -76,6 +78,12 @@ impl State {
     /// the same request succeed.
     pub fn set_fixed_status(&self, status: u16) {
         self.fixed_status.store(status, Ordering::Relaxed);
+    }
+
+    /// Makes every ordinary response wait `ms` before its head, on top of `delay=` (0, the
+    /// start value, means none): a slow origin without changing the URL (a cache key).
+    pub fn set_fixed_delay(&self, ms: u64) {
+        self.fixed_delay_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Counts one accepted connection.
@@ -170,8 +178,15 @@ async fn respond(
     if let Some(d) = p.delay {
         tokio::time::sleep(d).await;
     }
+    let fixed_delay = state.fixed_delay_ms.load(Ordering::Relaxed);
+    if fixed_delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(fixed_delay)).await;
+    }
     let fixed = StatusCode::from_u16(state.fixed_status.load(Ordering::Relaxed)).ok();
-    let status = p.status.or(fixed).unwrap_or(StatusCode::OK);
+    let mut status = p.status.or(fixed).unwrap_or(StatusCode::OK);
+    if status == StatusCode::OK && not_modified(parts, &p) {
+        status = StatusCode::NOT_MODIFIED;
+    }
     let bodiless = status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     let (mut out, default_type) = if bodiless {
         (OriginBody::empty(), None)
@@ -210,6 +225,34 @@ async fn respond(
         h.append(name, value);
     }
     resp
+}
+
+/// A conditional GET that the response's `etag=` / `last_modified=` validators satisfy:
+/// `If-None-Match` listing the ETag (or `*`), else `If-Modified-Since` not before
+/// Last-Modified.
+fn not_modified(parts: &http::request::Parts, p: &Params) -> bool {
+    let validator = |name: &HeaderName| {
+        p.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.to_str().ok())
+    };
+    if let Some(inm) = parts.headers.get(header::IF_NONE_MATCH) {
+        let Some(etag) = validator(&header::ETAG) else {
+            return false;
+        };
+        return inm
+            .to_str()
+            .is_ok_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    }
+    let since = parts
+        .headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    let modified =
+        validator(&header::LAST_MODIFIED).and_then(|v| httpdate::parse_http_date(v).ok());
+    matches!((since, modified), (Some(s), Some(m)) if m <= s)
 }
 
 /// `/__echo`: describes the request as JSON, with its body's length and hash.

@@ -13,7 +13,7 @@
 //! | `delay=MS` | sleep before the response head |
 //! | `body_delay=MS` | sleep before each body chunk |
 //! | `reset_after=N` | full Content-Length, N body bytes, then an RST |
-//! | `cc`, `set_cookie`, `vary`, `expires`, `x_accel_expires`, `etag`, `last_modified` | set that header |
+//! | `cc`, `set_cookie`, `vary`, `expires`, `x_accel_expires`, `etag`, `last_modified` | set that header (a conditional GET these validators satisfy gets 304) |
 //! | `ctype=V` | Content-Type (default `application/octet-stream` with `size`, else `text/plain`) |
 //!
 //! Special paths: `/__echo` (JSON description of the request with its body's

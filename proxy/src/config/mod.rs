@@ -33,6 +33,8 @@ pub struct Config {
     pub router: Router,
     /// `limits:` zones by name (kept across reloads while unchanged).
     pub limits: BTreeMap<String, Arc<LimitZone>>,
+    /// `caches:` zones by name (their storage and lock are kept across reloads).
+    pub caches: BTreeMap<String, Arc<weir_plugins::cache::CacheZone>>,
 }
 
 /// The top level of the file; each section is built separately.
@@ -92,6 +94,8 @@ pub fn parse(
     }
     let no_zones = BTreeMap::new();
     let previous_zones = previous.map_or(&no_zones, |p| &p.limits);
+    let (caches, declared_caches) =
+        zones::build_cache_zones(&file.caches, "caches", &mut errors);
     let ctx = BuildContext {
         limits: zones::build_limit_zones(&file.limits, "limits", previous_zones, &mut errors),
         declared_limits: file
@@ -99,14 +103,8 @@ pub fn parse(
             .keys()
             .filter_map(|k| k.as_str().map(String::from))
             .collect(),
-        caches: zones::names(
-            &file.caches,
-            "caches",
-            zones::validate_cache_zone,
-            &mut errors,
-        )
-        .into_iter()
-        .collect(),
+        caches,
+        declared_caches,
     };
 
     let mut upstreams = BTreeMap::new();
@@ -162,6 +160,7 @@ pub fn parse(
                 .collect(),
             router: Router::new(built_routes),
             limits: ctx.limits,
+            caches: ctx.caches,
         }),
         _ => Err(errors),
     }

@@ -1,0 +1,170 @@
+//! The cache key template (nginx `proxy_cache_key`): text with `$scheme`, `$host`,
+//! `$request_uri`, `$uri`, `$args`, `$http_NAME` and `$cookie_NAME`, parsed once at load and
+//! rendered per request without parsing.
+
+use crate::key::cookie;
+use pingora::http::RequestHeader;
+
+/// One piece of a key template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Scheme,
+    Host,
+    RequestUri,
+    Uri,
+    Args,
+    Header(http::HeaderName),
+    Cookie(String),
+}
+
+/// A parsed key template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyTemplate(Vec<Piece>);
+
+/// nginx's default would be `$scheme$proxy_host$request_uri`; weir keys on the client's host
+/// so one upstream can serve several sites.
+pub const DEFAULT_KEY: &str = "$scheme$host$request_uri";
+
+impl KeyTemplate {
+    /// Parses `template`; an unknown variable is an error naming it.
+    pub fn parse(template: &str) -> Result<KeyTemplate, String> {
+        let mut pieces = Vec::new();
+        let mut rest = template;
+        while let Some(at) = rest.find('$') {
+            if at > 0 {
+                pieces.push(Piece::Text(rest[..at].to_string()));
+            }
+            let after = &rest[at + 1..];
+            let len = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            let name = &after[..len];
+            let piece = match name {
+                "scheme" => Piece::Scheme,
+                "host" => Piece::Host,
+                "request_uri" => Piece::RequestUri,
+                "uri" => Piece::Uri,
+                "args" => Piece::Args,
+                _ => match (name.strip_prefix("http_"), name.strip_prefix("cookie_")) {
+                    (Some(h), _) if !h.is_empty() => {
+                        let header = h.replace('_', "-").to_ascii_lowercase();
+                        Piece::Header(
+                            http::HeaderName::from_bytes(header.as_bytes())
+                                .map_err(|_| format!("`${name}`: not a header name"))?,
+                        )
+                    }
+                    (_, Some(c)) if !c.is_empty() => Piece::Cookie(c.to_string()),
+                    _ => {
+                        return Err(format!(
+                            "unknown variable `${name}` (expected $scheme, $host, $request_uri, $uri, $args, $http_NAME or $cookie_NAME)"
+                        ))
+                    }
+                },
+            };
+            pieces.push(piece);
+            rest = &after[len..];
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Text(rest.to_string()));
+        }
+        if pieces.is_empty() {
+            return Err("must not be empty".into());
+        }
+        Ok(KeyTemplate(pieces))
+    }
+
+    /// The key of `req` (`tls`: the client connection's scheme), as bytes.
+    pub fn render(&self, req: &RequestHeader, tls: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        for piece in &self.0 {
+            match piece {
+                Piece::Text(t) => out.extend_from_slice(t.as_bytes()),
+                Piece::Scheme => out.extend_from_slice(if tls { b"https" } else { b"http" }),
+                Piece::Host => {
+                    // nginx $host: the Host header without its port, lower-cased.
+                    let host = req
+                        .headers
+                        .get(http::header::HOST)
+                        .map(|h| h.as_bytes())
+                        .or_else(|| req.uri.authority().map(|a| a.host().as_bytes()))
+                        .unwrap_or_default();
+                    let host = strip_port(host);
+                    out.extend(host.iter().map(u8::to_ascii_lowercase));
+                }
+                Piece::RequestUri => out.extend_from_slice(req.raw_path()),
+                Piece::Uri => out.extend_from_slice(req.uri.path().as_bytes()),
+                Piece::Args => out.extend_from_slice(req.uri.query().unwrap_or("").as_bytes()),
+                Piece::Header(name) => {
+                    for (j, v) in req.headers.get_all(name).iter().enumerate() {
+                        if j > 0 {
+                            out.extend_from_slice(b", ");
+                        }
+                        out.extend_from_slice(v.as_bytes());
+                    }
+                }
+                Piece::Cookie(name) => {
+                    if let Some(v) = cookie(req, name) {
+                        out.extend_from_slice(v);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn strip_port(host: &[u8]) -> &[u8] {
+    if host.starts_with(b"[") {
+        // [v6]:port
+        return match host.iter().position(|&b| b == b']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match host.iter().rposition(|&b| b == b':') {
+        Some(colon) => &host[..colon],
+        None => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(uri: &str, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", uri.as_bytes(), None).unwrap();
+        for (k, v) in headers {
+            r.insert_header(k.to_string(), v.to_string()).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn renders_nginx_variables() {
+        let t = KeyTemplate::parse(
+            "$scheme://$host$request_uri|$uri|$args|$http_x_variant|$cookie_lang",
+        )
+        .unwrap();
+        let r = req(
+            "/img/a.jpg?w=1",
+            &[
+                ("Host", "IMG.example.com:8080"),
+                ("X-Variant", "b"),
+                ("Cookie", "a=1; lang=de"),
+            ],
+        );
+        assert_eq!(
+            String::from_utf8(t.render(&r, true)).unwrap(),
+            "https://img.example.com/img/a.jpg?w=1|/img/a.jpg|w=1|b|de"
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_variables() {
+        assert!(KeyTemplate::parse("$scheme$proxy_host")
+            .unwrap_err()
+            .contains("$proxy_host"));
+        assert!(KeyTemplate::parse("").is_err());
+    }
+}

@@ -1,0 +1,191 @@
+//! The cache phases of the pipeline: Pingora's `proxy_cache` machinery (lookup, lock, fill,
+//! revalidation, stale serving, Range and HEAD from the stored GET) driven by a route's
+//! `cache` plugin and its zone, with nginx's rules for what is stored and for how long.
+//!
+//! The proxy's `ProxyHttp` methods call these functions; nothing here runs for routes
+//! without a `cache` plugin.
+
+use pingora::cache::{
+    CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, NoCacheReason, RespCacheable,
+    VarianceBuilder,
+};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::ErrorType;
+use std::sync::Arc;
+use std::time::SystemTime;
+use weir_plugins::cache::policy::{self, Verdict};
+use weir_plugins::cache::{CachePlugin, CacheZone};
+
+/// A request's cache state.
+#[derive(Debug, Default)]
+pub struct CacheState {
+    /// The zone serving this request, when its route caches and the method is cached.
+    pub zone: Option<Arc<CacheZone>>,
+    /// The request matched a `bypass` condition: looked up never, stored when cacheable.
+    pub bypass: bool,
+}
+
+/// `request_cache_filter`: turns Pingora's cache on for a route with a `cache` plugin and a
+/// cached method.
+pub fn enable(session: &mut Session, cache: Option<&CachePlugin>, state: &mut CacheState) {
+    let Some(cache) = cache else { return };
+    let zone = &cache.zone;
+    if !zone.methods.contains(&session.req_header().method) {
+        return;
+    }
+    let mut overrides = CacheOptionOverrides::default();
+    overrides.wait_timeout = Some(zone.lock_timeout);
+    session
+        .cache
+        .enable(zone.storage, None, None, zone.lock, Some(overrides));
+    if cache.bypasses(session.req_header()) {
+        session.cache.bypass();
+        state.bypass = true;
+    }
+    state.zone = Some(zone.clone());
+}
+
+/// `cache_key_callback`: the zone's key template for this request.
+pub fn key(session: &Session, state: &CacheState, tls: bool) -> Result<CacheKey> {
+    let Some(zone) = &state.zone else {
+        return Error::e_explain(ErrorType::InternalError, "cache key without a cache zone");
+    };
+    Ok(CacheKey::new(
+        zone.key.render(session.req_header(), tls),
+        "",
+    ))
+}
+
+/// `response_cache_filter`: nginx's rules (see `policy`) plus `max_object_size` by
+/// Content-Length. Objects without a Content-Length are cut off by the storage when they
+/// grow past it, and still stream to the client.
+pub fn decide(session: &Session, resp: &ResponseHeader, state: &CacheState) -> RespCacheable {
+    let Some(zone) = &state.zone else {
+        return RespCacheable::Uncacheable(NoCacheReason::NeverEnabled);
+    };
+    let length = resp
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let path = || weir_plugins::respond::path_for_log(session.req_header());
+    if length.is_some_and(|l| l > zone.max_object_size) {
+        log::debug!(
+            "cache {}: not storing {}: larger than max_object_size",
+            zone.name,
+            path()
+        );
+        return RespCacheable::Uncacheable(NoCacheReason::ResponseTooLarge);
+    }
+    let now = SystemTime::now();
+    match policy::decide(resp, &zone.valid, now) {
+        Verdict::Store {
+            ttl,
+            stale_while_revalidate,
+            stale_if_error,
+        } => {
+            // Stale copies are kept servable for as long as they are stored when use_stale
+            // allows it (nginx keeps no time limit on them either).
+            let swr = if zone.use_stale.updating {
+                u32::MAX
+            } else {
+                stale_while_revalidate.unwrap_or(0)
+            };
+            let sie = if zone.use_stale.on_errors() {
+                u32::MAX
+            } else {
+                stale_if_error.unwrap_or(0)
+            };
+            RespCacheable::Cacheable(CacheMeta::new(
+                policy::fresh_until(now, ttl),
+                now,
+                swr,
+                sie,
+                resp.clone(),
+            ))
+        }
+        Verdict::Skip(why) => {
+            log::debug!("cache {}: not storing {}: {why}", zone.name, path());
+            RespCacheable::Uncacheable(NoCacheReason::OriginNotCache)
+        }
+    }
+}
+
+/// `cache_vary_filter`: one variant per value of the request headers the stored response
+/// varies on.
+pub fn variance(meta: &CacheMeta, req: &RequestHeader) -> Option<[u8; 16]> {
+    let mut builder = VarianceBuilder::new();
+    for value in meta.headers().get_all(http::header::VARY) {
+        let Ok(value) = value.to_str() else { continue };
+        for name in value.split(',') {
+            let name = name.trim().to_ascii_lowercase();
+            if name.is_empty() || name == "*" {
+                continue;
+            }
+            let mut joined = Vec::new();
+            for (i, v) in req.headers.get_all(name.as_str()).iter().enumerate() {
+                if i > 0 {
+                    joined.extend_from_slice(b", ");
+                }
+                joined.extend_from_slice(v.as_bytes());
+            }
+            builder.add_owned_name_value(name, joined);
+        }
+    }
+    builder.finalize()
+}
+
+/// `should_serve_stale`: `use_stale` — `updating` while another request refreshes the
+/// object (`error` is `None`), else the upstream failure it lists.
+pub fn serve_stale(state: &CacheState, error: Option<&Error>) -> bool {
+    let Some(zone) = &state.zone else {
+        return false;
+    };
+    let stale = &zone.use_stale;
+    match error {
+        None => stale.updating,
+        Some(e) => match e.etype() {
+            ErrorType::HTTPStatus(code) => stale.status(*code),
+            ErrorType::ConnectTimedout
+            | ErrorType::ReadTimedout
+            | ErrorType::WriteTimedout
+            | ErrorType::TLSHandshakeTimedout => stale.timeout,
+            _ => e.esource() == &pingora::ErrorSource::Upstream && stale.error,
+        },
+    }
+}
+
+/// nginx's `$upstream_cache_status` for this response, `None` when the cache was not used.
+pub fn status(session: &Session, state: &CacheState) -> Option<&'static str> {
+    state.zone.as_ref()?;
+    if state.bypass {
+        return Some("BYPASS");
+    }
+    Some(match session.cache.phase() {
+        CachePhase::Hit => "HIT",
+        CachePhase::Expired => "EXPIRED",
+        CachePhase::Stale => "STALE",
+        CachePhase::StaleUpdating => "UPDATING",
+        CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => "REVALIDATED",
+        CachePhase::Bypass => "BYPASS",
+        // Looked up and not found, or found uncacheable on the way back: nginx says MISS.
+        _ => "MISS",
+    })
+}
+
+/// Counts the response's cache status and adds the zone's status header to `resp`.
+pub fn add_status_header(
+    session: &Session,
+    state: &CacheState,
+    resp: &mut ResponseHeader,
+) -> Result<()> {
+    let (Some(zone), Some(status)) = (&state.zone, status(session, state)) else {
+        return Ok(());
+    };
+    zone.stats.count(status);
+    if let Some(name) = &zone.status_header {
+        resp.insert_header(name.clone(), status)?;
+    }
+    Ok(())
+}
