@@ -1,26 +1,51 @@
 //! `DiskStorage`: pingora-cache's `Storage` on the local disk.
 //!
-//! SKELETON: the interface the proxy codes against. The implementation (files, index,
-//! eviction, loader) lands in the next commit; until then every lookup misses and nothing is
-//! stored.
+//! One file per object (format in [`super::file`]) under the zone directory, an in-memory
+//! index ([`super::index`]) rebuilt by a background loader at startup, LRU eviction to
+//! `max_size` after every stored object, and a sweeper thread removing objects not read for
+//! `inactive`.
+//!
+//! Writes go to `<zone>/tmp/` while the body streams and are renamed into place only when
+//! complete, so a reader (or a restart) never sees half an object; a dropped miss handler
+//! deletes its temp file, and temp files left by a crash are deleted at open.
+//!
+//! File I/O is blocking, done directly on the runtime's threads: objects and directories are
+//! normally in the page cache, the way nginx reads and writes its cache without aio. Removals
+//! (unlink) run under the index lock, so a removal can never delete a newer object renamed into
+//! place under the same name between the index update and the unlink.
 
+use super::file::{self, BodyReader, Hash, Object, TempFile};
+use super::index::{Entry, Index};
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora::cache::key::CompactCacheKey;
-use pingora::cache::storage::{HandleMiss, MissFinishType};
+use log::{info, warn};
+use pingora::cache::key::CacheHashKey;
+use pingora::cache::storage::{HandleHit, HandleMiss, MissFinishType, PurgeOutcome, PurgeTarget};
 use pingora::cache::trace::SpanHandle;
-use pingora::cache::{CacheKey, CacheMeta, HitHandler, MissHandler, PurgeType, Storage};
+use pingora::cache::Storage;
+use pingora::cache::{CacheEntryKey, CacheKey, CacheMeta, HitHandler, MissHandler, PurgeType};
 use pingora::prelude::*;
 use std::any::Any;
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Largest chunk read from (or buffered for) a file at once.
+const CHUNK: usize = 64 * 1024;
+/// The temp directory under the zone directory.
+const TMP: &str = "tmp";
 
 /// Limits of one cache zone's disk use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiskSettings {
     /// Total bytes of stored objects (files) kept; the least recently read go first.
     pub max_size: u64,
-    /// Objects not read for this long are removed, fresh or not.
+    /// Objects not read for this long are removed, fresh or not (zero: never).
     pub inactive: Duration,
     /// Larger objects are not stored (they stream through).
     pub max_object_size: u64,
@@ -39,7 +64,28 @@ pub struct Totals {
 
 /// A cache zone's objects on disk.
 pub struct DiskStorage {
-    path: PathBuf,
+    pub(super) path: PathBuf,
+    max_size: AtomicU64,
+    inactive_ms: AtomicU64,
+    max_object_size: AtomicU64,
+    index: Mutex<Index>,
+    /// When the zone was opened: the last access of every object the loader finds.
+    pub(super) opened: Instant,
+    bytes_served: AtomicU64,
+    temp_seq: AtomicU64,
+    last_store_error: Mutex<Option<Instant>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn spawn(name: &str, path: &Path, f: impl FnOnce() + Send + 'static) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map(drop)
+        .map_err(|e| format!("cache {}: cannot start the {name}: {e}", path.display()))
 }
 
 impl DiskStorage {
@@ -47,49 +93,374 @@ impl DiskStorage {
     /// One storage per path for the life of the process: opening the same path again (a
     /// reload) returns the same storage with `settings` applied.
     pub fn open(path: &Path, settings: DiskSettings) -> Result<&'static DiskStorage, String> {
-        let _ = settings;
-        Ok(Box::leak(Box::new(DiskStorage {
-            path: path.to_path_buf(),
-        })))
+        static ZONES: OnceLock<Mutex<HashMap<PathBuf, &'static DiskStorage>>> = OnceLock::new();
+        let cannot = |e: io::Error| format!("cannot write to {}: {e}", path.display());
+        fs::create_dir_all(path).map_err(cannot)?;
+        let canonical = path.canonicalize().map_err(cannot)?;
+        let mut zones = lock(ZONES.get_or_init(Default::default));
+        if let Some(zone) = zones.get(&canonical) {
+            zone.set_settings(settings);
+            return Ok(zone);
+        }
+        let zone = Self::open_uncached(&canonical, settings)?;
+        zones.insert(canonical, zone);
+        Ok(zone)
     }
 
-    /// The zone's directory.
+    /// Opens the zone at `path` as a new storage with its own loader and sweeper threads,
+    /// bypassing the process-wide map of [`DiskStorage::open`]: simulates a restart in tests.
+    #[doc(hidden)]
+    pub fn open_uncached(
+        path: &Path,
+        settings: DiskSettings,
+    ) -> Result<&'static DiskStorage, String> {
+        let zone = Self::open_without_loader(path, settings)?;
+        spawn("cache-loader", path, move || zone.run_loader())?;
+        Ok(zone)
+    }
+
+    /// [`DiskStorage::open_uncached`] without starting the loader: lookups check the disk until
+    /// [`DiskStorage::run_loader`] is called. For tests.
+    #[doc(hidden)]
+    pub fn open_without_loader(
+        path: &Path,
+        settings: DiskSettings,
+    ) -> Result<&'static DiskStorage, String> {
+        let cannot = |e: io::Error| format!("cannot write to {}: {e}", path.display());
+        let tmp = path.join(TMP);
+        fs::create_dir_all(&tmp).map_err(cannot)?;
+        file::clean_temp_dir(&tmp).map_err(cannot)?;
+        let probe = tmp.join(format!("probe-{}", std::process::id()));
+        let written = File::create(&probe).and_then(|mut f| f.write_all(b"probe"));
+        file::unlink(&probe);
+        written.map_err(cannot)?;
+        let zone: &'static DiskStorage = Box::leak(Box::new(DiskStorage {
+            path: path.to_path_buf(),
+            max_size: AtomicU64::new(0),
+            inactive_ms: AtomicU64::new(0),
+            max_object_size: AtomicU64::new(0),
+            index: Mutex::new(Index::new(true)),
+            opened: Instant::now(),
+            bytes_served: AtomicU64::new(0),
+            temp_seq: AtomicU64::new(0),
+            last_store_error: Mutex::new(None),
+        }));
+        zone.set_settings(settings);
+        spawn("cache-sweeper", path, move || zone.sweep_forever())?;
+        Ok(zone)
+    }
+
+    /// The zone's directory (canonical when opened with [`DiskStorage::open`]).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Applies new limits (a reload).
+    /// Applies new limits (a reload); a smaller `max_size` evicts at once.
     pub fn set_settings(&self, settings: DiskSettings) {
-        let _ = settings;
+        self.max_size.store(settings.max_size, Ordering::Relaxed);
+        let inactive = u64::try_from(settings.inactive.as_millis()).unwrap_or(u64::MAX);
+        self.inactive_ms.store(inactive, Ordering::Relaxed);
+        self.max_object_size
+            .store(settings.max_object_size, Ordering::Relaxed);
+        self.enforce_max_size();
+    }
+
+    /// The limits in force.
+    pub fn settings(&self) -> DiskSettings {
+        DiskSettings {
+            max_size: self.max_size.load(Ordering::Relaxed),
+            inactive: Duration::from_millis(self.inactive_ms.load(Ordering::Relaxed)),
+            max_object_size: self.max_object_size.load(Ordering::Relaxed),
+        }
+    }
+
+    /// True once the loader has indexed every object found on disk at startup.
+    pub fn is_loaded(&self) -> bool {
+        !lock(&self.index).is_loading()
     }
 
     /// Removes every variant stored under `key`'s primary key; true when one was there.
     pub async fn purge_key(&self, key: &CacheKey) -> bool {
-        let _ = key;
-        false
+        let primary = key.primary_bin();
+        let mut index = lock(&self.index);
+        let mut keys = index.purge_primary(&primary);
+        keys.extend([primary, key.combined_bin()]);
+        keys.sort_unstable();
+        keys.dedup();
+        let mut found = false;
+        for k in keys {
+            found |= self.remove_locked(&mut index, &k);
+        }
+        found
     }
 
     /// Removes objects not read for `older_than`; returns the bytes freed.
     pub fn clean_older_than(&self, older_than: Duration) -> u64 {
-        let _ = older_than;
-        0
+        let Some(cutoff) = Instant::now().checked_sub(older_than) else {
+            return 0;
+        };
+        self.remove_while(|index| index.pop_lru_if(|e| e.last_access <= cutoff))
     }
 
     /// Counters now.
     pub fn totals(&self) -> Totals {
-        Totals::default()
+        let index = lock(&self.index);
+        Totals {
+            objects: index.len() as u64,
+            bytes: index.bytes(),
+            bytes_served: self.bytes_served.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The index, locked.
+    pub(super) fn index(&self) -> MutexGuard<'_, Index> {
+        lock(&self.index)
+    }
+
+    pub(super) fn object_path(&self, key: &Hash) -> PathBuf {
+        file::object_path(&self.path, key)
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        let seq = self.temp_seq.fetch_add(1, Ordering::Relaxed);
+        self.path
+            .join(TMP)
+            .join(format!("{}-{seq}", std::process::id()))
+    }
+
+    /// Logs a failure to store, at most once a minute.
+    fn store_error(&self, e: &dyn std::fmt::Display) {
+        let mut last = lock(&self.last_store_error);
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            *last = Some(Instant::now());
+            warn!("cache {}: cannot store objects: {e}", self.path.display());
+        }
+    }
+
+    /// Unindexes `key` and deletes its file; true when either was there.
+    fn remove_locked(&self, index: &mut Index, key: &Hash) -> bool {
+        let indexed = index.remove(key).is_some();
+        file::unlink(&self.object_path(key)) || indexed
+    }
+
+    /// Deletes a file that failed validation (unless another object replaced it meanwhile).
+    pub(super) fn discard_corrupt(
+        &self,
+        key: &Hash,
+        path: &Path,
+        ino: Option<u64>,
+        why: &file::FormatError,
+    ) {
+        warn!(
+            "cache {}: removing {}: {why}",
+            self.path.display(),
+            path.display()
+        );
+        let mut index = lock(&self.index);
+        if ino.is_some() && file::inode(path) == ino {
+            file::unlink(path);
+            index.remove(key);
+        }
+    }
+
+    /// Opens and validates the object `key`; `None` (a miss) when absent or invalid.
+    fn open_object(&self, key: &Hash) -> Option<(File, Object, CacheMeta)> {
+        let path = self.object_path(key);
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                if e.kind() != io::ErrorKind::NotFound {
+                    warn!(
+                        "cache {}: cannot open {}: {e}",
+                        self.path.display(),
+                        path.display()
+                    );
+                }
+                let mut index = lock(&self.index);
+                if index.contains(key) && file::inode(&path).is_none() {
+                    index.remove(key); // removed behind our back
+                }
+                return None;
+            }
+        };
+        let read = file::read_object(&f, key).and_then(|o| {
+            // The checksum says the meta is what was stored; pingora must be able to read it.
+            match CacheMeta::deserialize(&o.meta.0, &o.meta.1) {
+                Ok(meta) => Ok((o, meta)),
+                Err(e) => Err(file::FormatError::BadMeta(e.to_string())),
+            }
+        });
+        match read {
+            Ok((o, meta)) => Some((f, o, meta)),
+            Err(why) => {
+                let ino = f.metadata().ok().map(|m| m.ino());
+                self.discard_corrupt(key, &path, ino, &why);
+                None
+            }
+        }
+    }
+
+    /// Replaces the meta of the stored object `key` by what `meta` makes of the old one (a new
+    /// file with the old body, renamed over the old one). `Ok(false)` when it is not stored.
+    fn rewrite_meta(
+        &self,
+        key: &Hash,
+        meta: impl FnOnce(CacheMeta) -> Result<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<bool> {
+        let Some((old, o, old_meta)) = self.open_object(key) else {
+            return Ok(false);
+        };
+        let new_meta = meta(old_meta)?;
+        let tmp = self.temp_path();
+        let header = match file::write_rewritten(&tmp, &old, &o, &new_meta) {
+            Ok(h) => h,
+            Err(e) => {
+                self.store_error(&e);
+                return Err(Error::because(
+                    FileWriteError,
+                    "cache: cannot rewrite meta",
+                    e,
+                ));
+            }
+        };
+        let path = self.object_path(key);
+        let mut index = lock(&self.index);
+        // Only over the file read: not over a newer object, not after a removal.
+        if file::inode(&path) != Some(o.ino) || fs::rename(&tmp, &path).is_err() {
+            file::unlink(&tmp);
+            return Ok(false);
+        }
+        let size = header.file_len();
+        if !index.set_size(key, size) && !index.is_tombstoned(key, &header.primary) {
+            index.insert(*key, Entry::now(size, header.primary));
+        }
+        drop(index);
+        self.enforce_max_size();
+        Ok(true)
+    }
+
+    /// Publishes a complete temp file as its object; the object's size (0: not stored).
+    fn commit(&self, t: TempFile) -> io::Result<u64> {
+        let (tmp, header) = t.complete()?;
+        let size = header.file_len();
+        if size > self.max_size.load(Ordering::Relaxed) {
+            file::unlink(&tmp);
+            return Ok(0);
+        }
+        let path = self.object_path(&header.key);
+        let mut index = lock(&self.index);
+        let mut renamed = fs::rename(&tmp, &path);
+        if renamed
+            .as_ref()
+            .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+        {
+            if let Some(dir) = path.parent() {
+                renamed = fs::create_dir_all(dir).and_then(|()| fs::rename(&tmp, &path));
+            }
+        }
+        if let Err(e) = renamed {
+            file::unlink(&tmp);
+            return Err(e);
+        }
+        index.insert(header.key, Entry::now(size, header.primary));
+        drop(index);
+        self.enforce_max_size();
+        Ok(size)
     }
 }
 
-struct NoMiss;
+/// Streams a stored object's body.
+struct DiskHit {
+    zone: &'static DiskStorage,
+    body: BodyReader,
+    file_len: u64,
+}
 
 #[async_trait]
-impl HandleMiss for NoMiss {
-    async fn write_body(&mut self, _data: Bytes, _eof: bool) -> Result<()> {
+impl HandleHit for DiskHit {
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        let chunk = self
+            .body
+            .read_chunk(CHUNK)
+            .or_err(FileReadError, "cache: cannot read the body")?;
+        let n = chunk.as_ref().map_or(0, |c| c.len() as u64);
+        self.zone.bytes_served.fetch_add(n, Ordering::Relaxed);
+        Ok(chunk.map(Bytes::from))
+    }
+
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn Storage + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<()> {
         Ok(())
     }
-    async fn finish(self: Box<Self>) -> Result<MissFinishType> {
-        Ok(MissFinishType::Created(0))
+
+    fn can_seek(&self) -> bool {
+        true
+    }
+
+    /// `end` is exclusive: pingora's range filter passes the bounds of a `Range<usize>`.
+    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
+        self.body
+            .seek(start as u64, end.map(|e| e as u64))
+            .map_err(|e| Error::explain(InternalError, format!("cache: seek: {e}")))
+    }
+
+    fn get_eviction_weight(&self) -> usize {
+        usize::try_from(self.file_len).unwrap_or(usize::MAX)
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+}
+
+/// Writes a miss to a temp file; `out` is `None` once it is not stored (too large, error).
+/// Dropping it (client abort, upstream error) drops the [`TempFile`], which deletes the file.
+struct DiskMiss {
+    zone: &'static DiskStorage,
+    out: Option<TempFile>,
+}
+
+#[async_trait]
+impl HandleMiss for DiskMiss {
+    async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
+        let Some(out) = &mut self.out else {
+            return Ok(());
+        };
+        let max = self.zone.max_object_size.load(Ordering::Relaxed);
+        if out.header().body_len + data.len() as u64 > max {
+            info!(
+                "cache {}: not storing {}: body larger than max_object_size ({max} bytes)",
+                self.zone.path.display(),
+                file::hex(&out.header().key)
+            );
+            self.out = None;
+        } else if let Err(e) = out.append(&data) {
+            self.zone.store_error(&e);
+            self.out = None;
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
+        let size = match self.out.take().map(|t| self.zone.commit(t)) {
+            None => 0,
+            Some(Ok(size)) => size,
+            Some(Err(e)) => {
+                self.zone.store_error(&e);
+                0
+            }
+        };
+        Ok(MissFinishType::Created(
+            usize::try_from(size).unwrap_or(usize::MAX),
+        ))
     }
 }
 
@@ -97,43 +468,117 @@ impl HandleMiss for NoMiss {
 impl Storage for DiskStorage {
     async fn lookup(
         &'static self,
-        _key: &CacheKey,
+        key: &CacheKey,
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
-        Ok(None)
+        let hash = key.combined_bin();
+        let (indexed, loading) = {
+            let mut index = lock(&self.index);
+            (index.touch(&hash, Instant::now()), index.is_loading())
+        };
+        // Until the loader is done, an object not indexed yet may still be on disk.
+        if indexed.is_none() && !loading {
+            return Ok(None);
+        }
+        let Some((f, o, meta)) = self.open_object(&hash) else {
+            return Ok(None);
+        };
+        let size = o.header.file_len();
+        match indexed {
+            Some(e) if e.size != size => {
+                lock(&self.index).set_size(&hash, size);
+            }
+            Some(_) => {}
+            None => {
+                let mut index = lock(&self.index);
+                if index.is_tombstoned(&hash, &o.header.primary) {
+                    return Ok(None); // removed since the loader started
+                }
+                if !index.contains(&hash) {
+                    index.insert(hash, Entry::now(size, o.header.primary));
+                }
+            }
+        }
+        let body = BodyReader::new(f, &o.header);
+        let hit = DiskHit {
+            zone: self,
+            body,
+            file_len: size,
+        };
+        Ok(Some((meta, Box::new(hit))))
     }
 
     async fn get_miss_handler(
         &'static self,
-        _key: &CacheKey,
-        _meta: &CacheMeta,
+        key: &CacheKey,
+        meta: &CacheMeta,
         _trace: &SpanHandle,
     ) -> Result<MissHandler> {
-        Ok(Box::new(NoMiss))
+        let mut miss = DiskMiss {
+            zone: self,
+            out: None,
+        };
+        let (hash, primary) = (key.combined_bin(), key.primary_bin());
+        match meta.serialize() {
+            Ok(meta) => match TempFile::create(self.temp_path(), hash, primary, meta, CHUNK) {
+                Ok(t) => miss.out = Some(t),
+                Err(e) => self.store_error(&e),
+            },
+            Err(e) => warn!("cache {}: cannot serialize meta: {e}", self.path.display()),
+        }
+        Ok(Box::new(miss))
     }
 
     async fn purge(
         &'static self,
-        _target: pingora::cache::PurgeTarget<'_>,
+        target: PurgeTarget<'_>,
         _purge_type: PurgeType,
         _trace: &SpanHandle,
-    ) -> Result<pingora::cache::PurgeOutcome> {
-        Ok(pingora::cache::PurgeOutcome::NotFound)
+    ) -> Result<PurgeOutcome> {
+        // Entries have no storage-defined ID here, so an identified one is never ours.
+        if let PurgeTarget::Exact(CacheEntryKey::Identified { .. }) = target {
+            return Ok(PurgeOutcome::NotFound);
+        }
+        let hash = target.key().combined_bin();
+        let mut index = lock(&self.index);
+        Ok(if self.remove_locked(&mut index, &hash) {
+            PurgeOutcome::Purged(None)
+        } else {
+            PurgeOutcome::NotFound
+        })
+    }
+
+    /// Marks the object stale by rewriting its meta (the body stays for a 304).
+    async fn expire(
+        &'static self,
+        target: PurgeTarget<'_>,
+        _trace: &SpanHandle,
+    ) -> Result<PurgeOutcome> {
+        if let PurgeTarget::Exact(CacheEntryKey::Identified { .. }) = target {
+            return Ok(PurgeOutcome::NotFound);
+        }
+        let expired = self.rewrite_meta(&target.key().combined_bin(), |mut meta| {
+            meta.expire_at(SystemTime::now());
+            meta.serialize()
+        })?;
+        Ok(if expired {
+            PurgeOutcome::Expired
+        } else {
+            PurgeOutcome::NotFound
+        })
     }
 
     async fn update_meta(
         &'static self,
-        _key: &CacheKey,
-        _meta: &CacheMeta,
+        key: &CacheKey,
+        meta: &CacheMeta,
         _trace: &SpanHandle,
     ) -> Result<bool> {
-        Ok(false)
+        let new = meta.serialize()?;
+        self.rewrite_meta(&key.combined_bin(), |_| Ok(new))
     }
 
     fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
         self
     }
 }
-
-#[allow(dead_code)]
-fn _compact(_k: &CompactCacheKey) {}
