@@ -39,7 +39,7 @@ pub const VERSION: u32 = 1;
 /// Bytes of the fixed header.
 pub const HEADER_LEN: usize = 72;
 /// Largest accepted meta part (a response header this large is not cached).
-pub const MAX_META_LEN: usize = 1 << 24;
+pub const MAX_META_LEN: usize = 1 << 20;
 /// Offset of the checksum in the header (it covers the bytes before it, then the metas).
 const CHECKSUM_AT: usize = 64;
 /// How much of a file is read at once to get its header and (usually) its metas.

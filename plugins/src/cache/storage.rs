@@ -35,8 +35,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-/// Largest chunk read from (or buffered for) a file at once.
+/// Largest chunk read from a file at once.
 const CHUNK: usize = 64 * 1024;
+/// Bytes a miss buffers before writing (larger body pieces are written directly), so a
+/// thousand concurrent misses cost 8 MiB, not 64.
+const WRITE_BUFFER: usize = 8 * 1024;
 /// The temp directory under the zone directory.
 const TMP: &str = "tmp";
 
@@ -202,7 +205,7 @@ impl DiskStorage {
         self.remove_while(|index| index.pop_lru_if(|e| e.last_access <= cutoff))
     }
 
-    /// Counters now.
+    /// Counters now (while the loader runs, of the objects indexed so far).
     pub fn totals(&self) -> Totals {
         let index = lock(&self.index);
         Totals {
@@ -514,19 +517,17 @@ impl Storage for DiskStorage {
         meta: &CacheMeta,
         _trace: &SpanHandle,
     ) -> Result<MissHandler> {
-        let mut miss = DiskMiss {
-            zone: self,
-            out: None,
-        };
         let (hash, primary) = (key.combined_bin(), key.primary_bin());
-        match meta.serialize() {
-            Ok(meta) => match TempFile::create(self.temp_path(), hash, primary, meta, CHUNK) {
-                Ok(t) => miss.out = Some(t),
-                Err(e) => self.store_error(&e),
-            },
-            Err(e) => warn!("cache {}: cannot serialize meta: {e}", self.path.display()),
-        }
-        Ok(Box::new(miss))
+        let out = match meta.serialize() {
+            Ok(meta) => TempFile::create(self.temp_path(), hash, primary, meta, WRITE_BUFFER)
+                .inspect_err(|e| self.store_error(e))
+                .ok(),
+            Err(e) => {
+                warn!("cache {}: cannot serialize meta: {e}", self.path.display());
+                None
+            }
+        };
+        Ok(Box::new(DiskMiss { zone: self, out }))
     }
 
     async fn purge(
