@@ -6,8 +6,8 @@
 //! without a `cache` plugin.
 
 use pingora::cache::{
-    CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, NoCacheReason, RespCacheable,
-    VarianceBuilder,
+    CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, ForcedFreshness, NoCacheReason,
+    RespCacheable, VarianceBuilder,
 };
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -39,10 +39,9 @@ pub fn enable(session: &mut Session, cache: Option<&CachePlugin>, state: &mut Ca
     session
         .cache
         .enable(zone.storage, None, None, zone.lock, Some(overrides));
-    if cache.bypasses(session.req_header()) {
-        session.cache.bypass();
-        state.bypass = true;
-    }
+    // Pingora's own bypass skips storing too; nginx's bypass only skips the lookup, so a
+    // found object is turned into a miss in `cache_hit_filter` instead (see `hit`).
+    state.bypass = cache.bypasses(session.req_header());
     state.zone = Some(zone.clone());
 }
 
@@ -136,15 +135,26 @@ pub fn variance(meta: &CacheMeta, req: &RequestHeader) -> Option<[u8; 16]> {
     builder.finalize()
 }
 
+/// `cache_hit_filter`: a bypassing request treats what it found as absent, so it fetches
+/// and stores a fresh copy (nginx `proxy_cache_bypass`).
+pub fn hit(state: &CacheState) -> Option<ForcedFreshness> {
+    state.bypass.then_some(ForcedFreshness::ForceMiss)
+}
+
 /// `should_serve_stale`: `use_stale` — `updating` while another request refreshes the
 /// object (`error` is `None`), else the upstream failure it lists.
-pub fn serve_stale(state: &CacheState, error: Option<&Error>) -> bool {
+///
+/// The request that finds the object expired refreshes it itself (EXPIRED); only the
+/// requests that arrive meanwhile get the stale copy (UPDATING). That is nginx's default
+/// (`proxy_cache_background_update off`); Pingora would otherwise serve the refreshing
+/// request stale too and update in the background.
+pub fn serve_stale(session: &Session, state: &CacheState, error: Option<&Error>) -> bool {
     let Some(zone) = &state.zone else {
         return false;
     };
     let stale = &zone.use_stale;
     match error {
-        None => stale.updating,
+        None => stale.updating && !session.cache.is_cache_lock_writer(),
         Some(e) => match e.etype() {
             ErrorType::HTTPStatus(code) => stale.status(*code),
             ErrorType::ConnectTimedout

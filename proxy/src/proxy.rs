@@ -16,7 +16,7 @@ use crate::upstream::{status_counts_as_failure, NextUpstream, Outcome, Peer, Tri
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::cache::key::HashBinary;
-use pingora::cache::{CacheKey, CacheMeta, RespCacheable};
+use pingora::cache::{CacheKey, CacheMeta, ForcedFreshness, HitHandler, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyWarnLogContext};
@@ -578,11 +578,22 @@ impl ProxyHttp for Weir {
 
     fn should_serve_stale(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestState,
         error: Option<&Error>,
     ) -> bool {
-        cache::serve_stale(&ctx.cache, error)
+        cache::serve_stale(session, &ctx.cache, error)
+    }
+
+    async fn cache_hit_filter(
+        &self,
+        _session: &mut Session,
+        _meta: &CacheMeta,
+        _hit_handler: &mut HitHandler,
+        _is_fresh: bool,
+        ctx: &mut RequestState,
+    ) -> Result<Option<ForcedFreshness>> {
+        Ok(cache::hit(&ctx.cache))
     }
 
     fn suppress_proxy_warn_log(
