@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 use weir_plugins::cache::policy::{self, Verdict};
 use weir_plugins::cache::{CachePlugin, CacheZone};
+use weir_plugins::respond::{path_for_log, suppressed_note};
 
 /// A request's cache state.
 #[derive(Debug, Default)]
@@ -68,13 +69,19 @@ pub fn decide(session: &Session, resp: &ResponseHeader, state: &CacheState) -> R
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let path = || weir_plugins::respond::path_for_log(session.req_header());
+    // Why a response is not stored, at most one line a second per zone.
+    let not_storing = |why: &str| {
+        if let Some(suppressed) = zone.log_limiter.allow() {
+            log::info!(
+                "cache {}: not storing {}: {why}{}",
+                zone.name,
+                path_for_log(session.req_header()),
+                suppressed_note(suppressed)
+            );
+        }
+    };
     if length.is_some_and(|l| l > zone.max_object_size) {
-        log::debug!(
-            "cache {}: not storing {}: larger than max_object_size",
-            zone.name,
-            path()
-        );
+        not_storing("larger than max_object_size");
         return RespCacheable::Uncacheable(NoCacheReason::ResponseTooLarge);
     }
     let now = SystemTime::now();
@@ -105,7 +112,7 @@ pub fn decide(session: &Session, resp: &ResponseHeader, state: &CacheState) -> R
             ))
         }
         Verdict::Skip(why) => {
-            log::debug!("cache {}: not storing {}: {why}", zone.name, path());
+            not_storing(&why);
             RespCacheable::Uncacheable(NoCacheReason::OriginNotCache)
         }
     }

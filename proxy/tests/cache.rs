@@ -129,6 +129,10 @@ async fn no_store_private_no_cache_set_cookie_and_vary_star_are_not_stored() {
         assert_eq!(c.statuses(&path, 2).await, ["MISS", "MISS"], "{q}");
         assert_eq!(c.origin.hits(&format!("/n{i}")), 2, "{q}");
     }
+    // The first decision is logged with its reason (then at most one line a second).
+    assert!(c
+        .weir
+        .wait_log("cache c: not storing /n0?cc=no-store: Cache-Control: no-store"));
 }
 
 #[tokio::test]

@@ -87,6 +87,8 @@ pub struct CacheZone {
     pub status_header: Option<http::HeaderName>,
     /// Responses by cache status since the zone was created (kept across reloads).
     pub stats: Arc<CacheStats>,
+    /// Bounds the "not storing" lines to one a second.
+    pub log_limiter: crate::respond::LogLimiter,
 }
 
 /// Responses by cache status.
@@ -364,6 +366,7 @@ pub fn build(name: &str, value: &Value, path: &str) -> Result<Arc<CacheZone>, Co
             max_object_size: settings.max_object_size,
             status_header,
             stats: zone_stats(name),
+            log_limiter: Default::default(),
         })),
         None => Err(errors),
     }
