@@ -153,9 +153,16 @@ fn non_idempotent(method: &http::Method) -> bool {
     matches!(method.as_str(), "POST" | "LOCK" | "PATCH")
 }
 
-/// What `balance: hash` hashes: the request URI.
+/// What `balance: hash` hashes: the cache key when the route caches (so each edge cache
+/// holds its share of the objects), else the request URI.
 fn hash_key<'a>(upstream: &Upstream, session: &'a Session) -> Option<&'a [u8]> {
-    (upstream.balance == crate::upstream::Balance::Hash).then(|| session.req_header().raw_path())
+    if upstream.balance != crate::upstream::Balance::Hash {
+        return None;
+    }
+    Some(match session.cache.maybe_cache_key() {
+        Some(key) => key.primary_key(),
+        None => session.req_header().raw_path(),
+    })
 }
 
 /// May the request start another attempt: tries, `next_upstream_timeout` and servers left?
