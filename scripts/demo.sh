@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs the weir demo: builds weir and the fixture origin, starts two origins (edge-a on
-# 127.0.0.1:9001, edge-b on 127.0.0.1:9002) and weir on 127.0.0.1:8080 with
-# conf/weir.yaml, prints requests to try, then shows weir's log until Ctrl-C, which stops
-# all three.
+# Runs the weir demo: builds weir and the fixture origin, starts three origins (edge-a on
+# 127.0.0.1:9001 and edge-b on 127.0.0.1:9002 in the `edge` tier, backup on 127.0.0.1:9003
+# in the `backup` tier) and weir on 127.0.0.1:8080 with conf/weir.yaml, prints requests to
+# try, then shows weir's log until Ctrl-C, which stops all four. The edge tier also lists
+# 127.0.0.1:9004, where nothing listens, so the log shows a server going down.
 #
 #   bash scripts/demo.sh
 #
@@ -13,8 +14,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
 LISTEN_HOST=127.0.0.1
 WEIR_PORT=8080
-ORIGIN_PORTS=(9001 9002)
-ORIGIN_NAMES=(edge-a edge-b)
+ORIGIN_PORTS=(9001 9002 9003)
+ORIGIN_NAMES=(edge-a edge-b backup)
+# In conf/weir.yaml's edge tier, with nothing listening: the demo's dead server.
+DEAD_PORT=9004
 LOG_DIR="$ROOT/target/demo"
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
@@ -42,6 +45,9 @@ for port in "$WEIR_PORT" "${ORIGIN_PORTS[@]}"; do
         die "port $LISTEN_HOST:$port is already in use; stop what listens there and run again"
     fi
 done
+if port_open "$DEAD_PORT"; then
+    die "port $LISTEN_HOST:$DEAD_PORT is in use, but the demo needs nothing there (it is the edge server that is down); stop what listens there and run again"
+fi
 
 # --- build -------------------------------------------------------------------------------
 
@@ -60,8 +66,12 @@ stop_all() {
     if [ "${#PIDS[@]}" -gt 0 ]; then
         echo
         echo "demo: stopping weir and the origins"
-        # weir first (graceful: it finishes requests in flight), then the origins.
-        for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+        # weir first (graceful: it finishes requests in flight), then the origins. CONT wakes
+        # an origin frozen with kill -STOP (the failover example), so it can stop.
+        for pid in "${PIDS[@]}"; do
+            kill -TERM "$pid" 2>/dev/null || true
+            kill -CONT "$pid" 2>/dev/null || true
+        done
         for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     fi
 }
@@ -81,7 +91,7 @@ wait_for_line() {
 }
 
 ORIGIN_PIDS=()
-for i in 0 1; do
+for i in "${!ORIGIN_PORTS[@]}"; do
     log="$LOG_DIR/${ORIGIN_NAMES[$i]}.log"
     target/release/weir-origin --listen "$LISTEN_HOST:${ORIGIN_PORTS[$i]}" \
         --name "${ORIGIN_NAMES[$i]}" >"$log" 2>&1 &
@@ -118,21 +128,49 @@ done
 # --- try it ------------------------------------------------------------------------------
 
 URL="http://$LISTEN_HOST:$WEIR_PORT"
-say "weir is up on $URL (pid $WEIR_PID), in front of edge-a (weight 2) and edge-b (weight 1)"
+EDGE_A_PID=${ORIGIN_PIDS[0]}
+EDGE_B_PID=${ORIGIN_PIDS[1]}
+say "weir is up on $URL (pid $WEIR_PID): tier edge = edge-a (weight 2), edge-b (weight 1) and $LISTEN_HOST:$DEAD_PORT (nothing there); tier backup = backup"
 cat <<EOF
 
 Try, in another terminal:
 
-  curl -i $URL/hello                   # 200 from an origin, with X-Served-By: weir
+  curl -i $URL/hello                   # 200 from an edge origin, with X-Served-By: weir
   curl -s -o /dev/null -w '%{http_code} %{size_download} bytes\n' '$URL/img.jpg?size=1m'
-  curl -i '$URL/hello?status=503'      # the origin's own 503, passed through
-  curl -i '$URL/hello?delay=3000'      # origin answers after 3 s > read_timeout 2s: 504
   curl -s $URL/__echo                  # the request as the origin saw it (X-Forwarded-For …)
   curl -i -H 'Host: bad host' $URL/    # 400
 
-  # smooth weighted round robin, 2:1: four of six from edge-a, two from edge-b,
-  # interleaved (a b a a b a ...), never three in a row:
+  # smooth weighted round robin over the usable edge servers, 2:1: four of six from
+  # edge-a, two from edge-b, interleaved (a b a a b a ...); $LISTEN_HOST:$DEAD_PORT is down:
   for i in 1 2 3 4 5 6; do curl -s -o /dev/null -D - $URL/ | grep -i '^x-origin'; done
+  grep 'upstream demo' $WEIR_LOG       # why: "... $LISTEN_HOST:$DEAD_PORT (edge) down: 2 failed checks (connection refused)"
+
+  # redirect mode: /jump/ answers 302 to a usable server instead of proxying
+  curl -si $URL/jump/hello | grep -i '^HTTP\|^location'   # Location: http://$LISTEN_HOST:9001/jump/hello (or :9002)
+  curl -sL $URL/jump/hello             # followed: the origin answers directly
+
+  # statuses: 500 is not in next_upstream, so the origin's own 500 comes back at once;
+  # 502 is: the request moves to the next server, up to 3 (next_upstream_tries), and the
+  # client gets the last one's own 502. A POST is not sent to a second server.
+  curl -si '$URL/hello?status=500' | grep -i '^HTTP\|^x-origin'   # 500 from edge-a or edge-b
+  curl -si -X POST -d x '$URL/hello?status=502' | grep -i '^HTTP\|^x-origin'   # 502 from edge-a or edge-b
+  curl -si '$URL/hello?status=502' | grep -i '^HTTP\|^x-origin'   # 502 from backup, after edge-a and edge-b
+  # slower than read_timeout (3 s > 2s): three servers time out in turn, then 504 after ~6 s
+  curl -s -o /dev/null -w '%{http_code} after %{time_total}s\n' '$URL/hello?delay=3000'
+  # every failure above counted toward max_fails (2 within 10s); the log names each server
+  # taken down and why, e.g. "upstream demo: $LISTEN_HOST:9003 (backup) down for 10s:
+  # 2 failure(s) within 10s (read timed out)". While every server is down weir still
+  # tries them, in tier order (nginx would answer 502 at once).
+
+  # failover to the backup tier. First wait 10 s (fail_timeout) so the servers taken down
+  # above are tried again. Then freeze both edge origins (they accept connections but never
+  # answer): the first request waits read_timeout (2s) on each and backup answers; the
+  # health checks take edge-a and edge-b down, and later requests go straight to backup.
+  kill -STOP $EDGE_A_PID $EDGE_B_PID
+  for i in 1 2 3; do curl -s -o /dev/null -D - $URL/ | grep -i '^x-origin'; done   # backup (the first after ~4 s)
+  # wake them up: "... up after 2 good checks" in the log a few seconds later, and once
+  # fail_timeout has passed "... up: a request succeeded after fail_timeout"; edge serves again
+  kill -CONT $EDGE_A_PID $EDGE_B_PID
 
   # limit_req (2 r/s, burst 4): 8 requests at once: 200 at once, 4 delayed 0.5 s apart, 3 x 429
   for i in \$(seq 8); do curl -s -o /dev/null -w '%{http_code} after %{time_total}s\\n' $URL/limited/x & done; wait
@@ -141,8 +179,8 @@ Try, in another terminal:
   target/release/weir -t -c conf/weir.yaml && kill -HUP $WEIR_PID
   curl -sI $URL/ | grep -i x-served-by
 
-Logs: weir $WEIR_LOG, origins $LOG_DIR/edge-a.log and edge-b.log.
-weir's log follows (access log on stdout, messages on stderr). Ctrl-C stops all three.
+Logs: weir $WEIR_LOG, origins $LOG_DIR/edge-a.log, edge-b.log and backup.log.
+weir's log follows (access log on stdout, messages on stderr). Ctrl-C stops all four.
 
 EOF
 if ! command -v curl >/dev/null; then
