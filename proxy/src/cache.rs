@@ -201,6 +201,12 @@ pub fn add_status_header(
         return Ok(());
     };
     zone.stats.count(status);
+    if let Ok(c) = crate::metrics::metrics()
+        .cache
+        .get_metric_with_label_values(&[&zone.name, status])
+    {
+        c.inc();
+    }
     if let Some(name) = &zone.status_header {
         resp.insert_header(name.clone(), status)?;
     }

@@ -6,7 +6,9 @@
 #![forbid(unsafe_code)]
 
 mod access_log;
+mod admin;
 mod cache;
+pub mod metrics;
 mod cli;
 pub mod config;
 mod proxy;
@@ -14,6 +16,7 @@ mod request_limits;
 pub mod router;
 mod server;
 mod state;
+mod traffic;
 pub mod upstream;
 
 pub use cli::main_with;

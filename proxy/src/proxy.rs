@@ -7,6 +7,7 @@
 
 use crate::access_log::LogRecord;
 use crate::cache::{self, CacheState};
+use crate::metrics::{metrics, observe_duration, reason_label};
 use crate::config::{Config, ServerSettings};
 use crate::request_limits;
 use crate::router::{Route, Target};
@@ -179,6 +180,17 @@ fn may_try_again(upstream: &Upstream, ctx: &RequestState) -> bool {
     upstream.has_untried(&ctx.tried)
 }
 
+/// `weir_upstream_failures_total{upstream,server,reason}`.
+fn count_failure(upstream: &Upstream, peer: &Peer, why: &str) {
+    if let Ok(c) = metrics().failures.get_metric_with_label_values(&[
+        &upstream.name,
+        &peer.spec.addr,
+        reason_label(why),
+    ]) {
+        c.inc();
+    }
+}
+
 fn is_timeout(e: &Error) -> bool {
     matches!(
         e.etype(),
@@ -204,6 +216,7 @@ impl Weir {
         };
         let upstream = route.target.upstream();
         let why = error_reason(e);
+        count_failure(upstream, peer, &why);
         upstream.report(peer, Outcome::Failure, &why);
         let kind = if is_timeout(e) {
             NextUpstream::TIMEOUT
@@ -385,6 +398,12 @@ impl ProxyHttp for Weir {
             return Err(http_error(502, "the server has no address"));
         };
         ctx.upstream = peer.addr();
+        if let Ok(c) = metrics()
+            .attempts
+            .get_metric_with_label_values(&[&upstream.name, &peer.spec.addr])
+        {
+            c.inc();
+        }
         ctx.attempt = Some(peer);
         Ok(Box::new(http_peer))
     }
@@ -457,6 +476,7 @@ impl ProxyHttp for Weir {
         if upstream.next_upstream.has_status(status) {
             let why = format!("status {status}");
             if status_counts_as_failure(status) {
+                count_failure(upstream, peer, &why);
                 upstream.report(peer, Outcome::Failure, &why);
             } else {
                 upstream.report(peer, Outcome::Success, &why);
@@ -677,6 +697,24 @@ impl ProxyHttp for Weir {
                 plugin.logging(session, error, plugin_ctx).await;
             }
         }
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let route = ctx.route.as_ref().map_or("-", |r| &r.name);
+        let sent = session.body_bytes_sent() as u64;
+        let from_upstream = session.upstream_body_bytes_received() as u64;
+        let m = metrics();
+        // A valid code's text is a static table entry: no allocation per request.
+        let code = http::StatusCode::from_u16(status).ok();
+        let status_text = code.as_ref().map_or("0", |c| c.as_str());
+        if let Ok(c) = m.requests.get_metric_with_label_values(&[route, status_text]) {
+            c.inc();
+        }
+        observe_duration(route, ctx.started.elapsed().as_secs_f64());
+        m.bytes_sent.inc_by(sent);
+        m.bytes_received.inc_by(ctx.request_body_bytes);
+        let cache_hit = cache::status(session, &ctx.cache)
+            .is_some_and(|s| matches!(s, "HIT" | "STALE" | "UPDATING" | "REVALIDATED"));
+        self.shared.traffic.record(sent, from_upstream, cache_hit);
+
         let log = self.shared.access_log.load();
         if log.is_off() {
             return;
@@ -699,12 +737,12 @@ impl ProxyHttp for Weir {
             method: req.method.as_str(),
             uri: &uri,
             version,
-            status: session.response_written().map_or(0, |r| r.status.as_u16()),
+            status,
             body_bytes: session.body_bytes_sent(),
             referer: header(http::header::REFERER),
             user_agent: header(http::header::USER_AGENT),
             host: header(http::header::HOST),
-            route: ctx.route.as_ref().map_or("-", |r| &r.name),
+            route,
             upstream: ctx.upstream,
             duration: ctx.started.elapsed(),
             error: error.map(|e| e.to_string()),

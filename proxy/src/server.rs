@@ -8,9 +8,11 @@
 //! flight are done (or the grace period is over).
 
 use crate::access_log::AccessLog;
-use crate::config::{self, Config, ServerSettings};
+use crate::admin::Admin;
+use crate::config::{self, Config};
 use crate::proxy::Weir;
 use crate::state::{Inflight, Shared};
+use crate::traffic;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
@@ -23,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
-use weir_plugins::Registry;
+use weir_plugins::{ConfigErrors, Registry};
 
 /// Hands the graceful-stop request from the control thread to Pingora's main loop.
 struct StopSignal(watch::Receiver<bool>);
@@ -56,6 +58,15 @@ pub fn run(path: PathBuf, config: Config, registry: Registry) -> ! {
             }
         }
     }
+    if let Some(admin) = &config.admin {
+        match std::net::TcpListener::bind(admin.listen) {
+            Ok(probe) => probes.push(probe),
+            Err(e) => {
+                eprintln!("weir: cannot listen on {} (admin): {e}", admin.listen);
+                std::process::exit(1);
+            }
+        }
+    }
     drop(probes);
     let access_log = match AccessLog::open(&config.server.access_log) {
         Ok(l) => l,
@@ -65,14 +76,24 @@ pub fn run(path: PathBuf, config: Config, registry: Registry) -> ! {
         }
     };
     let settings = config.server.clone();
+    let admin = config.admin.clone();
+    // The state of the last run: traffic days and registrations whose TTL has not run out.
+    let saved = traffic::load(&settings.state_dir);
+    traffic::restore_registrations(&saved, &config);
     for upstream in config.upstreams.values() {
         crate::upstream::health::start(upstream);
     }
+    crate::metrics::metrics();
     let shared = Arc::new(Shared {
         config: ArcSwap::from_pointee(config),
         access_log: ArcSwap::from_pointee(access_log),
         inflight: Inflight::default(),
+        traffic: Default::default(),
+        started: Instant::now(),
     });
+    shared.traffic.restore(saved.traffic);
+    spawn_state_saver(shared.clone(), settings.state_dir.clone());
+    let registry = Arc::new(registry);
 
     let keepalive: usize = shared
         .config
@@ -133,6 +154,15 @@ pub fn run(path: PathBuf, config: Config, registry: Registry) -> ! {
         proxy.add_listener(endpoint);
     }
     server.add_service(proxy);
+    if let Some(admin) = &admin {
+        let mut service = pingora::services::listening::Service::new(
+            "weir-admin".to_string(),
+            Admin::new(shared.clone(), path.clone(), registry.clone()),
+        );
+        service.add_tcp(&admin.listen.to_string());
+        server.add_service(service);
+        log::info!("admin API on {}", admin.listen);
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     spawn_control_thread(path, registry, shared.clone(), stop_tx);
@@ -140,6 +170,7 @@ pub fn run(path: PathBuf, config: Config, registry: Registry) -> ! {
         server.watch_execution_phase(),
         shared,
         settings.grace_period,
+        settings.state_dir.clone(),
     );
     for l in &settings.listen {
         log::info!(
@@ -159,7 +190,7 @@ pub fn run(path: PathBuf, config: Config, registry: Registry) -> ! {
 /// so no signal can reach the process while it still has the default (fatal) action.
 fn spawn_control_thread(
     path: PathBuf,
-    registry: Registry,
+    registry: Arc<Registry>,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
 ) {
@@ -196,7 +227,7 @@ fn spawn_control_thread(
                 let _ = ready_tx.send(());
                 loop {
                     tokio::select! {
-                        _ = hup.recv() => reload(&path, &registry, &shared),
+                        _ = hup.recv() => { let _ = reload(&path, &registry, &shared); }
                         _ = term.recv() => break,
                         _ = int.recv() => break,
                         _ = quit.recv() => break,
@@ -226,8 +257,8 @@ fn spawn_control_thread(
 }
 
 /// Validates the file again and swaps the running config when it is valid. In-flight
-/// requests keep the snapshot they started with.
-pub fn reload(path: &Path, registry: &Registry, shared: &Shared) {
+/// requests keep the snapshot they started with. Returns the errors of a rejected file.
+pub fn reload(path: &Path, registry: &Registry, shared: &Shared) -> Result<(), ConfigErrors> {
     log::info!("reloading {}", path.display());
     let running = shared.config.load_full();
     match config::load(path, registry, Some(&running)) {
@@ -239,9 +270,10 @@ pub fn reload(path: &Path, registry: &Registry, shared: &Shared) {
                 "reload rejected with {} error(s); still running the previous config",
                 errors.0.len()
             );
+            Err(errors)
         }
         Ok(new) => {
-            warn_restart_only(&shared.config.load().server, &new.server);
+            warn_restart_only(&running, &new);
             match AccessLog::open(&new.server.access_log) {
                 Ok(log) => shared.access_log.store(Arc::new(log)),
                 Err(e) => {
@@ -256,20 +288,56 @@ pub fn reload(path: &Path, registry: &Registry, shared: &Shared) {
                 upstream.retire();
             }
             log::info!("reload done: new routes, upstreams and plugins are live");
+            Ok(())
         }
     }
 }
 
-/// Listeners and threads are bound at start; say so when a reload changes them.
-fn warn_restart_only(old: &ServerSettings, new: &ServerSettings) {
-    if old.listen != new.listen {
+/// Listeners, threads and the admin listener are bound at start; say so when a reload
+/// changes them.
+fn warn_restart_only(old: &Config, new: &Config) {
+    let (o, n) = (&old.server, &new.server);
+    if o.listen != n.listen {
         log::warn!("reload: server.listen changed; the new listeners take effect after a restart");
     }
-    if old.threads != new.threads {
+    if o.threads != n.threads {
         log::warn!("reload: server.threads changed; takes effect after a restart");
     }
-    if old.grace_period != new.grace_period {
+    if o.grace_period != n.grace_period {
         log::warn!("reload: server.grace_period changed; takes effect after a restart");
+    }
+    if o.state_dir != n.state_dir {
+        log::warn!("reload: server.state_dir changed; takes effect after a restart");
+    }
+    if old.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen) {
+        log::warn!(
+            "reload: admin.listen changed; takes effect after a restart (the token applies now)"
+        );
+    }
+}
+
+/// Writes the state file (traffic, registrations); logs when it cannot.
+fn save_state(shared: &Shared, dir: &Path) {
+    let state = traffic::snapshot(&shared.traffic, &shared.config.load());
+    if let Err(e) = traffic::save(dir, &state) {
+        log::warn!("cannot write {}: {e}", traffic::state_file(dir).display());
+    }
+}
+
+/// How often the state file is written while running.
+const SAVE_EVERY: Duration = Duration::from_secs(30);
+
+/// Saves the state file every [`SAVE_EVERY`], so a crash loses at most that much.
+fn spawn_state_saver(shared: Arc<Shared>, dir: PathBuf) {
+    save_state(&shared, &dir);
+    let spawned = std::thread::Builder::new()
+        .name("weir-state".into())
+        .spawn(move || loop {
+            std::thread::sleep(SAVE_EVERY);
+            save_state(&shared, &dir);
+        });
+    if let Err(e) = spawned {
+        log::error!("cannot start the state saver ({e}); state is saved at shutdown only");
     }
 }
 
@@ -279,6 +347,7 @@ fn spawn_drain_watcher(
     mut phases: tokio::sync::broadcast::Receiver<ExecutionPhase>,
     shared: Arc<Shared>,
     grace: Duration,
+    state_dir: PathBuf,
 ) {
     let spawned = std::thread::Builder::new()
         .name("weir-drain".into())
@@ -295,6 +364,7 @@ fn spawn_drain_watcher(
                     } else {
                         log::info!("all requests finished; exiting");
                     }
+                    save_state(&shared, &state_dir);
                     std::process::exit(0);
                 }
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

@@ -1,6 +1,6 @@
-//! State shared by every request and the control threads: the running config (swapped
-//! whole on reload), the access log, and the count of requests in flight (a graceful stop
-//! exits when it reaches zero).
+//! State shared by every request, the control threads and the admin API: the running config
+//! (swapped whole on reload), the access log, the count of requests in flight (a graceful
+//! stop exits when it reaches zero) and the daily traffic.
 
 use crate::access_log::AccessLog;
 use crate::config::Config;
@@ -16,6 +16,10 @@ pub struct Shared {
     pub access_log: ArcSwap<AccessLog>,
     /// Requests between their first phase and their last.
     pub inflight: Inflight,
+    /// Daily traffic (kept in the state file).
+    pub traffic: crate::traffic::Traffic,
+    /// When the process started.
+    pub started: std::time::Instant,
 }
 
 /// A counter of requests in flight.

@@ -8,7 +8,7 @@ mod env;
 mod routes;
 pub mod server;
 mod upstreams;
-mod zones;
+pub mod zones;
 
 use crate::router::Router;
 use crate::upstream::Upstream;
@@ -33,6 +33,8 @@ pub struct Config {
     pub router: Router,
     /// `limits:` zones by name (kept across reloads while unchanged).
     pub limits: BTreeMap<String, Arc<LimitZone>>,
+    /// `admin:`, when the admin API is on.
+    pub admin: Option<zones::AdminSettings>,
     /// `caches:` zones by name (their storage and lock are kept across reloads).
     pub caches: BTreeMap<String, Arc<weir_plugins::cache::CacheZone>>,
 }
@@ -89,8 +91,17 @@ pub fn parse(
     let file: FileWire = from_value(&root, "")?;
 
     let server = errors.take(server::build(&file.server, "server"));
-    if let Some(admin) = &file.admin {
-        errors.extend(zones::validate_admin(admin, "admin"));
+    let admin = file
+        .admin
+        .as_ref()
+        .and_then(|a| errors.take(zones::build_admin(a, "admin")));
+    if let (Some(a), Some(s)) = (&admin, &server) {
+        if s.listen.iter().any(|l| l.addr == a.listen) {
+            errors.push(
+                "admin.listen",
+                format!("{} is also a proxy listener; the admin API needs its own", a.listen),
+            );
+        }
     }
     let no_zones = BTreeMap::new();
     let previous_zones = previous.map_or(&no_zones, |p| &p.limits);
@@ -161,6 +172,7 @@ pub fn parse(
             router: Router::new(built_routes),
             limits: ctx.limits,
             caches: ctx.caches,
+            admin,
         }),
         _ => Err(errors),
     }

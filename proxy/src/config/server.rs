@@ -72,6 +72,8 @@ pub struct ServerSettings {
     pub max_uri: usize,
     /// Most request headers (default 100).
     pub max_headers: usize,
+    /// Where the traffic counters and registered servers are kept (default /var/lib/weir).
+    pub state_dir: std::path::PathBuf,
 }
 
 /// One `listen` entry.
@@ -162,9 +164,9 @@ pub fn build(value: &Value, path: &str) -> Result<ServerSettings, ConfigErrors> 
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
 
-    // A key of the contract whose behaviour lands with the admin API.
-    if wire.state_dir.is_some() {
-        errors.0.push(ConfigError::not_implemented(at("state_dir")));
+    let state_dir = std::path::PathBuf::from(wire.state_dir.as_deref().unwrap_or("/var/lib/weir"));
+    if !state_dir.is_absolute() {
+        errors.push(at("state_dir"), "must be an absolute directory path");
     }
     let mut trusted_proxies = Vec::new();
     for (i, entry) in wire.trusted_proxies.iter().flatten().enumerate() {
@@ -224,6 +226,7 @@ pub fn build(value: &Value, path: &str) -> Result<ServerSettings, ConfigErrors> 
         max_header_line,
         max_uri,
         max_headers,
+        state_dir,
     })
 }
 

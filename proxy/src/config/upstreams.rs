@@ -4,14 +4,14 @@
 //! Host names in `addr` are resolved here, at load and reload (blocking is fine off the
 //! request path); an unresolvable name is an error with its YAML path.
 
-use crate::upstream::health::{prefer_ipv4, CheckKind, HealthCheck};
+use crate::upstream::health::{CheckKind, HealthCheck};
 use crate::upstream::{
     Balance, NextUpstream, Passive, Peer, Pool, ServerSpec, Slot, TierPool, Upstream,
 };
 use pingora::utils::tls::WrappedX509;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use weir_plugins::config::{checked, from_value, index, join, Checked};
@@ -230,7 +230,7 @@ fn build_server(value: &Value, path: &str) -> Result<(ServerSpec, Vec<SocketAddr
         other => (from_value::<ServerWire>(other, path)?, join(path, "addr")),
     };
     let mut errors = ConfigErrors::default();
-    let resolved = resolve(&wire.addr)
+    let resolved = crate::upstream::resolve(&wire.addr)
         .map_err(|e| errors.push(&addr_path, e))
         .ok();
     let weight = checked(wire.weight, &join(path, "weight"), &mut errors).unwrap_or(1);
@@ -248,7 +248,7 @@ fn build_server(value: &Value, path: &str) -> Result<(ServerSpec, Vec<SocketAddr
         }
     }
     if let Some(sni) = &wire.sni {
-        if !is_host_name(sni) && sni.parse::<std::net::IpAddr>().is_err() {
+        if !crate::upstream::is_host_name(sni) && sni.parse::<std::net::IpAddr>().is_err() {
             errors.push(join(path, "sni"), format!("`{sni}` is not a host name"));
         }
     }
@@ -276,45 +276,6 @@ fn build_server(value: &Value, path: &str) -> Result<(ServerSpec, Vec<SocketAddr
         )),
         _ => Err(errors),
     }
-}
-
-/// `IP:port`, or `name:port` resolved now. Returns the name (if any), the port and the
-/// addresses, IPv4 first.
-fn resolve(addr: &str) -> Result<(Option<String>, u16, Vec<SocketAddr>), String> {
-    if let Ok(a) = addr.parse::<SocketAddr>() {
-        return Ok((None, a.port(), vec![a]));
-    }
-    let Some((host, port)) = addr.rsplit_once(':') else {
-        return Err(format!("`{addr}` is not a host:port address"));
-    };
-    let Ok(port) = port.parse::<u16>() else {
-        return Err(format!("`{addr}` is not a host:port address"));
-    };
-    if !is_host_name(host) {
-        return Err(format!("`{addr}` is not a host:port address"));
-    }
-    match (host, port).to_socket_addrs() {
-        Ok(found) => {
-            let found = prefer_ipv4(found.collect());
-            if found.is_empty() {
-                Err(format!("cannot resolve `{host}`: no addresses"))
-            } else {
-                Ok((Some(host.to_ascii_lowercase()), port, found))
-            }
-        }
-        Err(e) => Err(format!("cannot resolve `{host}`: {e}")),
-    }
-}
-
-/// A plausible DNS name: letters, digits, `-`, `_` and dots between non-empty labels.
-fn is_host_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        })
 }
 
 /// Reads `tls_ca`: PEM certificates, each checked before Pingora sees it (its parser

@@ -1,8 +1,7 @@
 //! The `limits:`, `caches:` and `admin:` sections.
 //!
 //! `limits:` zones are built here (see [`build_limit_zones`]); `caches:` zones are built by
-//! the cache module ([`build_cache_zones`]). `admin:` is validated and then rejected as "not
-//! implemented yet" until the admin API lands.
+//! the cache module ([`build_cache_zones`]); `admin:` by [`build_admin`].
 
 use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value};
@@ -125,22 +124,34 @@ fn limit_zone_spec(value: &Value, path: &str) -> Result<ZoneSpec, ConfigErrors> 
     }
 }
 
-/// Validates `admin:`; the admin API itself is not built yet.
-pub fn validate_admin(value: &Value, path: &str) -> ConfigErrors {
-    let wire: AdminWire = match from_value(value, path) {
-        Ok(w) => w,
-        Err(e) => return e.into(),
-    };
+/// `admin:`: where the admin API listens and the token its mutating calls need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// The admin listener (never one of the proxy listeners).
+    pub listen: SocketAddr,
+    /// `Authorization: Bearer <token>` for every call but GET.
+    pub token: String,
+}
+
+/// Builds `admin:`.
+pub fn build_admin(value: &Value, path: &str) -> Result<AdminSettings, ConfigErrors> {
+    let wire: AdminWire = from_value(value, path)?;
     let mut errors = ConfigErrors::default();
-    if wire.listen.parse::<SocketAddr>().is_err() {
+    let listen = wire.listen.parse::<SocketAddr>().map_err(|_| {
         errors.push(
             join(path, "listen"),
             format!("`{}` is not an IP:port address", wire.listen),
+        )
+    });
+    let token = wire.token.unwrap_or_default();
+    if token.trim().is_empty() {
+        errors.push(
+            join(path, "token"),
+            "required: purge, reload and registration change the running proxy",
         );
     }
-    if wire.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
-        errors.push(join(path, "token"), "must not be empty");
+    match listen {
+        Ok(listen) if errors.is_empty() => Ok(AdminSettings { listen, token }),
+        _ => Err(errors),
     }
-    errors.0.push(ConfigError::not_implemented(path));
-    errors
 }

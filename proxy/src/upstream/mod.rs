@@ -17,7 +17,7 @@ use health::HealthCheck;
 use pingora::protocols::ALPN;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::WrappedX509;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -298,6 +298,64 @@ impl Upstream {
         }
         Some(p)
     }
+}
+
+/// `IP:port`, or `name:port` resolved now. Returns the name (if any), the port and the
+/// addresses, IPv4 first.
+pub fn resolve(addr: &str) -> Result<(Option<String>, u16, Vec<SocketAddr>), String> {
+    if let Ok(a) = addr.parse::<SocketAddr>() {
+        return Ok((None, a.port(), vec![a]));
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err(format!("`{addr}` is not a host:port address"));
+    };
+    let Ok(port) = port.parse::<u16>() else {
+        return Err(format!("`{addr}` is not a host:port address"));
+    };
+    if !is_host_name(host) {
+        return Err(format!("`{addr}` is not a host:port address"));
+    }
+    match (host, port).to_socket_addrs() {
+        Ok(found) => {
+            let found = health::prefer_ipv4(found.collect());
+            if found.is_empty() {
+                Err(format!("cannot resolve `{host}`: no addresses"))
+            } else {
+                Ok((Some(host.to_ascii_lowercase()), port, found))
+            }
+        }
+        Err(e) => Err(format!("cannot resolve `{host}`: {e}")),
+    }
+}
+
+/// A plausible DNS name: letters, digits, `-`, `_` and dots between non-empty labels.
+pub fn is_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
+/// The entry of a server registered at run time: `IP:port` or `name:port` (resolved now, so
+/// call it off the request path), plain HTTP unless `tls`, weight 1.
+pub fn registration_spec(addr: &str, tls: bool) -> Result<(ServerSpec, Vec<SocketAddr>), String> {
+    let (host_name, port, addrs) = resolve(addr)?;
+    Ok((
+        ServerSpec {
+            addr: addr.to_string(),
+            host_name,
+            port,
+            weight: 1,
+            tls,
+            sni: None,
+            host: None,
+            http2: false,
+        },
+        addrs,
+    ))
 }
 
 #[cfg(test)]

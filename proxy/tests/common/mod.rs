@@ -57,6 +57,7 @@ impl Weir {
     /// As [`Weir::start`], with extra environment variables.
     pub fn start_with_env(yaml: &str, port: u16, env: &[(&str, &str)]) -> Weir {
         let dir = tempfile::tempdir().expect("temp dir");
+        let yaml = with_state_dir(yaml, &dir.path().join("state"));
         std::fs::write(dir.path().join("weir.yaml"), yaml).unwrap();
         let stdout = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
@@ -168,6 +169,20 @@ impl Drop for Weir {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Gives a test config its own `server.state_dir` (unless it names one), so parallel weirs
+/// never share the default /var/lib/weir state file.
+pub fn with_state_dir(yaml: &str, dir: &Path) -> String {
+    if yaml.contains("state_dir") {
+        return yaml.to_string();
+    }
+    let dir = dir.display();
+    if yaml.contains("server:\n") {
+        yaml.replacen("server:\n", &format!("server:\n  state_dir: {dir}\n"), 1)
+    } else {
+        yaml.replacen("server: {", &format!("server: {{state_dir: {dir}, "), 1)
     }
 }
 

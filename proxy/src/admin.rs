@@ -1,0 +1,479 @@
+//! The admin API on `admin.listen` (never on the proxy listeners): health, Prometheus
+//! metrics, status, 14-day traffic, upstream registration, purge, clean and reload.
+//!
+//! Reads (`GET`) need no token; every other call needs `Authorization: Bearer <token>`,
+//! compared in constant time, or it gets 401 and changes nothing. Bodies are JSON; errors
+//! are `{"error": "…"}` with a 4xx status. The contract is `docs/admin-api.yaml` (OpenAPI).
+
+use crate::config::Config;
+use crate::server::reload;
+use crate::state::Shared;
+use crate::upstream::{registration_spec, ServerState};
+use async_trait::async_trait;
+use http::{Method, Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use weir_plugins::units::ConfigDuration;
+use weir_plugins::Registry;
+
+/// Request bodies larger than this get 413.
+const MAX_BODY: usize = 64 * 1024;
+
+/// The admin application.
+pub struct Admin {
+    shared: Arc<Shared>,
+    path: PathBuf,
+    registry: Arc<Registry>,
+}
+
+impl Admin {
+    /// The admin API over `shared`; `path` and `registry` are what `POST /reload` loads with.
+    pub fn new(shared: Arc<Shared>, path: PathBuf, registry: Arc<Registry>) -> Admin {
+        Admin {
+            shared,
+            path,
+            registry,
+        }
+    }
+}
+
+type Answer = Response<Vec<u8>>;
+
+fn answer(status: StatusCode, content_type: &str, body: Vec<u8>) -> Answer {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    let len = r.body().len();
+    let h = r.headers_mut();
+    if let Ok(v) = http::HeaderValue::from_str(content_type) {
+        h.insert(http::header::CONTENT_TYPE, v);
+    }
+    h.insert(http::header::CONTENT_LENGTH, len.into());
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+fn json_answer(status: StatusCode, value: &Value) -> Answer {
+    let mut body = serde_json::to_vec(value).unwrap_or_default();
+    body.push(b'\n');
+    answer(status, "application/json", body)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Answer {
+    json_answer(status, &json!({ "error": message.into() }))
+}
+
+/// Compares without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+/// Does the request carry `Authorization: Bearer <token>`?
+fn authorized(req: &pingora::http::RequestHeader, token: &str) -> bool {
+    let Some(value) = req
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some((scheme, given)) = value.trim().split_once(' ') else {
+        return false;
+    };
+    scheme.eq_ignore_ascii_case("bearer")
+        && constant_time_eq(given.trim().as_bytes(), token.as_bytes())
+}
+
+/// `2026-11-29T23:52:05Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (day, rest) = (secs / 86_400, secs % 86_400);
+    format!(
+        "{}T{:02}:{:02}:{:02}Z",
+        crate::traffic::date_of(day),
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// The `SERVER` object of the contract.
+fn server_json(s: &ServerState) -> Value {
+    let change = s.peer.last_change();
+    let down = !s.peer.is_up() || s.passively_down;
+    json!({
+        "addr": s.peer.spec.addr,
+        "tier": s.peer.tier,
+        "state": if down { "down" } else { "up" },
+        "registered": s.expires.is_some(),
+        "expires_in_s": s.expires.map(|e| e.saturating_duration_since(Instant::now()).as_secs()),
+        "last_change": change.as_ref().map(|c| rfc3339(c.at)),
+        "reason": change.map(|c| c.reason),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Registration {
+    tier: String,
+    addr: String,
+    ttl: String,
+    #[serde(default)]
+    tls: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Purge {
+    zone: String,
+    key: Option<String>,
+    url: Option<String>,
+}
+
+/// A refusal: its status and message (small, unlike a whole response).
+struct Fail(StatusCode, String);
+
+impl From<Fail> for Answer {
+    fn from(f: Fail) -> Answer {
+        error(f.0, f.1)
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Fail> {
+    serde_json::from_slice(body)
+        .map_err(|e| Fail(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+fn parse_duration(text: &str, what: &str) -> Result<Duration, Fail> {
+    serde_yaml_ng::from_str::<ConfigDuration>(&format!("\"{}\"", text.replace('"', "")))
+        .map(|d| d.0)
+        .map_err(|_| {
+            Fail(
+                StatusCode::BAD_REQUEST,
+                format!("{what}: `{text}`: expected a duration like 30s, 20m, 1d"),
+            )
+        })
+}
+
+impl Admin {
+    async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, Fail> {
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_BODY {
+                        return Err(Fail(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "body over 64 KiB".into(),
+                        ));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(body),
+                Err(e) => {
+                    return Err(Fail(
+                        StatusCode::BAD_REQUEST,
+                        format!("cannot read the body: {e}"),
+                    ))
+                }
+            }
+        }
+    }
+
+    async fn route(&self, session: &mut ServerSession) -> Answer {
+        let config = self.shared.config.load_full();
+        let req = session.req_header();
+        let method = req.method.clone();
+        let path = req.uri.path().to_string();
+        let query = req.uri.query().unwrap_or("").to_string();
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let read = method == Method::GET || method == Method::HEAD;
+        if !read {
+            let token = config.admin.as_ref().map_or("", |a| a.token.as_str());
+            if token.is_empty() || !authorized(req, token) {
+                return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+            }
+        }
+        let body = match Self::read_body(session).await {
+            Ok(b) => b,
+            Err(f) => return f.into(),
+        };
+        match (method.as_str(), segments.as_slice()) {
+            ("GET" | "HEAD", ["healthz"]) => answer(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+            ("GET" | "HEAD", ["metrics"]) => self.metrics(&config),
+            ("GET" | "HEAD", ["status"]) => self.status(&config),
+            ("GET" | "HEAD", ["traffic"]) => json_answer(
+                StatusCode::OK,
+                &json!({ "days": self.shared.traffic.days() }),
+            ),
+            ("GET" | "HEAD", ["upstreams", name]) => match config.upstreams.get(*name) {
+                Some(u) => json_answer(
+                    StatusCode::OK,
+                    &Value::Array(u.servers().iter().map(server_json).collect()),
+                ),
+                None => error(StatusCode::NOT_FOUND, format!("no upstream `{name}`")),
+            },
+            ("POST", ["upstreams", name, "servers"]) => self.register(&config, name, &body).await,
+            ("DELETE", ["upstreams", name, "servers", addr]) => {
+                let addr = String::from_utf8_lossy(&percent_decode(addr)).into_owned();
+                match config.upstreams.get(*name) {
+                    None => error(StatusCode::NOT_FOUND, format!("no upstream `{name}`")),
+                    Some(u) if u.deregister(&addr) => {
+                        answer(StatusCode::NO_CONTENT, "text/plain", Vec::new())
+                    }
+                    Some(_) => error(StatusCode::NOT_FOUND, format!("`{addr}` is not registered")),
+                }
+            }
+            ("POST", ["purge"]) => self.purge(&config, &body).await,
+            ("POST", ["caches", zone, "clean"]) => self.clean(&config, zone, &query),
+            ("POST", ["reload"]) => self.reload().await,
+            (_, ["healthz" | "metrics" | "status" | "traffic" | "purge" | "reload"])
+            | (_, ["upstreams", ..])
+            | (_, ["caches", ..]) => error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not allowed on {path}"),
+            ),
+            _ => error(StatusCode::NOT_FOUND, format!("no admin endpoint {path}")),
+        }
+    }
+
+    fn metrics(&self, config: &Config) -> Answer {
+        crate::metrics::refresh_server_states(config);
+        let families = weir_plugins::metrics::registry().gather();
+        let mut out = Vec::new();
+        match prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &families, &mut out) {
+            Ok(()) => answer(StatusCode::OK, "text/plain; version=0.0.4", out),
+            Err(e) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot encode metrics: {e}"),
+            ),
+        }
+    }
+
+    fn status(&self, config: &Config) -> Answer {
+        use std::sync::atomic::Ordering::Relaxed;
+        let t = &self.shared.traffic.since_start;
+        let caches: serde_json::Map<String, Value> = config
+            .caches
+            .iter()
+            .map(|(name, zone)| {
+                let z = zone.totals();
+                let served = z.hits + z.misses;
+                let ratio = if served == 0 {
+                    0.0
+                } else {
+                    z.hits as f64 / served as f64
+                };
+                (
+                    name.clone(),
+                    json!({
+                        "objects": z.objects,
+                        "bytes": z.bytes,
+                        "hit_ratio": ratio,
+                        "origin_bytes_saved": z.origin_bytes_saved,
+                    }),
+                )
+            })
+            .collect();
+        let upstreams: serde_json::Map<String, Value> = config
+            .upstreams
+            .iter()
+            .map(|(name, u)| {
+                (
+                    name.clone(),
+                    Value::Array(u.servers().iter().map(server_json).collect()),
+                )
+            })
+            .collect();
+        json_answer(
+            StatusCode::OK,
+            &json!({
+                "version": crate::VERSION,
+                "uptime_s": self.shared.started.elapsed().as_secs(),
+                "requests": t.requests.load(Relaxed),
+                "bytes_to_clients": t.bytes_to_clients.load(Relaxed),
+                "bytes_from_upstreams": t.bytes_from_upstreams.load(Relaxed),
+                "caches": caches,
+                "upstreams": upstreams,
+            }),
+        )
+    }
+
+    async fn register(&self, config: &Config, name: &str, body: &[u8]) -> Answer {
+        let Some(upstream) = config.upstreams.get(name).cloned() else {
+            return error(StatusCode::NOT_FOUND, format!("no upstream `{name}`"));
+        };
+        let r: Registration = match parse_json(body) {
+            Ok(r) => r,
+            Err(f) => return f.into(),
+        };
+        let ttl = match parse_duration(&r.ttl, "ttl") {
+            Ok(t) if !t.is_zero() => t,
+            Ok(_) => return error(StatusCode::BAD_REQUEST, "ttl: must be longer than 0s"),
+            Err(f) => return f.into(),
+        };
+        // A name is resolved now, off the proxy's threads.
+        let (addr, tls) = (r.addr.clone(), r.tls);
+        let spec = tokio::task::spawn_blocking(move || registration_spec(&addr, tls)).await;
+        let (spec, addrs) = match spec {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("addr: {e}")),
+            Err(e) => {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("resolver failed: {e}"),
+                )
+            }
+        };
+        if let Err(e) = upstream.register(&r.tier, spec, addrs, ttl) {
+            return error(StatusCode::BAD_REQUEST, e);
+        }
+        match upstream
+            .servers()
+            .iter()
+            .find(|s| s.peer.spec.addr == r.addr && s.expires.is_some())
+        {
+            Some(s) => json_answer(StatusCode::OK, &server_json(s)),
+            None => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "registered server vanished",
+            ),
+        }
+    }
+
+    async fn purge(&self, config: &Config, body: &[u8]) -> Answer {
+        let p: Purge = match parse_json(body) {
+            Ok(p) => p,
+            Err(f) => return f.into(),
+        };
+        let Some(zone) = config.caches.get(&p.zone) else {
+            return error(StatusCode::NOT_FOUND, format!("no cache zone `{}`", p.zone));
+        };
+        let purged = match (&p.key, &p.url) {
+            (Some(key), None) => zone.purge_key(key).await,
+            (None, Some(url)) => match zone.purge_url(url).await {
+                Ok(found) => found,
+                Err(e) => return error(StatusCode::BAD_REQUEST, format!("url: {e}")),
+            },
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "give exactly one of `key` and `url`",
+                )
+            }
+        };
+        if purged {
+            json_answer(StatusCode::OK, &json!({ "purged": 1 }))
+        } else {
+            error(StatusCode::NOT_FOUND, "not in the cache")
+        }
+    }
+
+    fn clean(&self, config: &Config, zone: &str, query: &str) -> Answer {
+        let Some(zone) = config.caches.get(zone) else {
+            return error(StatusCode::NOT_FOUND, format!("no cache zone `{zone}`"));
+        };
+        let older_than = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("older_than="))
+            .map(|v| parse_duration(v, "older_than"));
+        let older_than = match older_than {
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "older_than: required, e.g. ?older_than=1d",
+                )
+            }
+            Some(Err(f)) => return f.into(),
+            Some(Ok(d)) => d,
+        };
+        let before = zone.totals().objects;
+        let freed = zone.clean(older_than);
+        let removed = before.saturating_sub(zone.totals().objects);
+        json_answer(
+            StatusCode::OK,
+            &json!({ "removed": removed, "bytes_freed": freed }),
+        )
+    }
+
+    async fn reload(&self) -> Answer {
+        let (path, registry, shared) = (
+            self.path.clone(),
+            self.registry.clone(),
+            self.shared.clone(),
+        );
+        let done = tokio::task::spawn_blocking(move || reload(&path, &registry, &shared)).await;
+        match done {
+            Ok(Ok(())) => json_answer(StatusCode::OK, &json!({ "ok": true })),
+            Ok(Err(errors)) => json_answer(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &json!({ "errors": errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>() }),
+            ),
+            Err(e) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reload failed: {e}"),
+            ),
+        }
+    }
+}
+
+/// `%3A` → `:` in a path segment (an address in `DELETE …/servers/{addr}`).
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let mut r = self.route(session).await;
+        if session.req_header().method == Method::HEAD {
+            r.body_mut().clear();
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_tokens() {
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(86_400 + 3661)),
+            "1970-01-02T01:01:01Z"
+        );
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert_eq!(percent_decode("10.0.0.5%3A8080"), b"10.0.0.5:8080");
+        assert_eq!(percent_decode("a%2"), b"a%2");
+    }
+}

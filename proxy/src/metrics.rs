@@ -1,0 +1,170 @@
+//! The proxy's Prometheus metrics (all in the plugins' registry, so `/metrics` shows the
+//! limiters' counters next to these): requests, durations, bytes, cache results, upstream
+//! attempts and failures, server states and build info.
+//!
+//! The names and labels are fixed, so building them cannot fail; a registration error (which
+//! would need a second registry user of the same name) is logged and the metric is missing
+//! from `/metrics` rather than failing a request.
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+};
+use std::sync::OnceLock;
+use weir_plugins::metrics::registry;
+
+/// Every proxy metric.
+pub struct Metrics {
+    /// `weir_requests_total{route,status}`.
+    pub requests: IntCounterVec,
+    /// `weir_request_duration_seconds{route}`.
+    pub duration: HistogramVec,
+    /// `weir_bytes_received_total`: request bodies from clients.
+    pub bytes_received: IntCounter,
+    /// `weir_bytes_sent_total`: response bodies to clients.
+    pub bytes_sent: IntCounter,
+    /// `weir_cache_requests_total{zone,status}`.
+    pub cache: IntCounterVec,
+    /// `weir_upstream_attempts_total{upstream,server}`.
+    pub attempts: IntCounterVec,
+    /// `weir_upstream_failures_total{upstream,server,reason}`.
+    pub failures: IntCounterVec,
+    /// `weir_upstream_server_up{upstream,tier,server}`, set when `/metrics` is read.
+    pub server_up: IntGaugeVec,
+    /// `weir_build_info{version}` = 1.
+    pub build_info: IntGaugeVec,
+}
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
+    if let Err(e) = registry().register(Box::new(c.clone())) {
+        log::error!("cannot register a metric: {e}");
+    }
+    c
+}
+
+// The definitions below are static (valid names, fixed labels), so building them cannot
+// fail; `server::run` builds them before the first request.
+#[allow(clippy::expect_used)]
+fn counters(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(IntCounterVec::new(Opts::new(name, help), labels).expect("static metric"))
+}
+
+#[allow(clippy::expect_used)]
+fn gauges(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric"))
+}
+
+#[allow(clippy::expect_used)]
+fn counter(name: &str, help: &str) -> IntCounter {
+    register(IntCounter::new(name, help).expect("static metric"))
+}
+
+/// The metrics, built on first use (at start-up).
+#[allow(clippy::expect_used)]
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let buckets = vec![
+            0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        ];
+        let duration = register(
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "weir_request_duration_seconds",
+                    "time from the request's start to its logging, by route",
+                )
+                .buckets(buckets),
+                &["route"],
+            )
+            .expect("static metric"),
+        );
+        let build_info = gauges("weir_build_info", "weir's version", &["version"]);
+        build_info.with_label_values(&[crate::VERSION]).set(1);
+        Metrics {
+            requests: counters(
+                "weir_requests_total",
+                "requests by route and status",
+                &["route", "status"],
+            ),
+            duration,
+            bytes_received: counter(
+                "weir_bytes_received_total",
+                "request body bytes received from clients",
+            ),
+            bytes_sent: counter(
+                "weir_bytes_sent_total",
+                "response body bytes sent to clients",
+            ),
+            cache: counters(
+                "weir_cache_requests_total",
+                "cache results by zone and X-Cache-Status",
+                &["zone", "status"],
+            ),
+            attempts: counters(
+                "weir_upstream_attempts_total",
+                "attempts on upstream servers",
+                &["upstream", "server"],
+            ),
+            failures: counters(
+                "weir_upstream_failures_total",
+                "failed attempts on upstream servers, by reason",
+                &["upstream", "server", "reason"],
+            ),
+            server_up: gauges(
+                "weir_upstream_server_up",
+                "1 when the server is usable (active checks and passive accounting)",
+                &["upstream", "tier", "server"],
+            ),
+            build_info,
+        }
+    })
+}
+
+/// A short, bounded label for a failure reason (`connection refused`, `status 502` …): the
+/// free text of TLS errors would make one series per message.
+pub fn reason_label(reason: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "connection refused",
+        "connect timed out",
+        "read timed out",
+        "write timed out",
+        "connection closed",
+        "status 500",
+        "status 502",
+        "status 503",
+        "status 504",
+    ];
+    if let Some(k) = KNOWN.iter().find(|k| **k == reason) {
+        return k;
+    }
+    if reason.starts_with("TLS") {
+        "tls"
+    } else if reason.starts_with("status ") {
+        "status other"
+    } else {
+        "error"
+    }
+}
+
+/// A histogram observation for `route`.
+pub fn observe_duration(route: &str, seconds: f64) {
+    if let Ok(h) = metrics().duration.get_metric_with_label_values(&[route]) {
+        let h: Histogram = h;
+        h.observe(seconds);
+    }
+}
+
+/// Sets `weir_upstream_server_up` from the current servers (called when `/metrics` is read).
+pub fn refresh_server_states(config: &crate::config::Config) {
+    let gauge = &metrics().server_up;
+    gauge.reset();
+    for (name, upstream) in &config.upstreams {
+        for s in upstream.servers() {
+            let up = s.peer.is_up() && !s.passively_down;
+            let g: Result<IntGauge, _> =
+                gauge.get_metric_with_label_values(&[name, &s.peer.tier, &s.peer.spec.addr]);
+            if let Ok(g) = g {
+                g.set(i64::from(up));
+            }
+        }
+    }
+}
