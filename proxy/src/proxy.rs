@@ -53,6 +53,8 @@ pub struct RequestState {
     attempt: Option<Arc<Peer>>,
     /// Servers this request tried.
     tried: Tried,
+    /// The first pick found no usable server: down servers are tried in tier order.
+    all_down: bool,
     /// When the first attempt started (`next_upstream_timeout`).
     first_attempt: Option<Instant>,
     /// The next attempt goes to the same server: its pooled connection had gone stale.
@@ -177,7 +179,7 @@ fn may_try_again(upstream: &Upstream, ctx: &RequestState) -> bool {
             return false;
         }
     }
-    upstream.has_untried(&ctx.tried)
+    upstream.has_untried(&ctx.tried, ctx.all_down)
 }
 
 /// `weir_upstream_failures_total{upstream,server,reason}`.
@@ -274,6 +276,7 @@ impl ProxyHttp for Weir {
             upstream: None,
             attempt: None,
             tried: Tried::default(),
+            all_down: false,
             first_attempt: None,
             retry_same: false,
             stale_retried: false,
@@ -381,7 +384,7 @@ impl ProxyHttp for Weir {
             }
             _ => {
                 let key = hash_key(upstream, session);
-                let Some(peer) = upstream.select(&ctx.tried, key) else {
+                let Some((peer, usable)) = upstream.select(&ctx.tried, key, ctx.all_down) else {
                     log::warn!(
                         "upstream {}: no server to try for {}",
                         upstream.name,
@@ -389,6 +392,10 @@ impl ProxyHttp for Weir {
                     );
                     return Err(http_error(502, "the upstream has no server"));
                 };
+                if ctx.tried.count() == 0 && !usable {
+                    // Every server of every tier is down: try them all in tier order.
+                    ctx.all_down = true;
+                }
                 ctx.tried.push(peer.id);
                 peer
             }

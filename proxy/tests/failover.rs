@@ -341,6 +341,7 @@ fn max_fails_skips_a_server_for_fail_timeout_then_probes_it() {
         assert_eq!(get(&weir, &format!("/g{i}")).1, "b");
     }
     assert_eq!(a.total_hits(), 2, "exactly one probe");
+    assert!(weir.wait_log("(edge) down for 1s: the probe after fail_timeout failed (status 503)"));
 
     // Healed: the next probe succeeds and a is back in rotation.
     a.state().set_fixed_status(0);
@@ -564,4 +565,31 @@ fn a_status_retry_closes_the_failed_connection_and_keeps_the_good_one_pooled() {
     // connection per attempt. The backup's answers were complete and its connection is reused.
     assert_eq!(a.connections(), 4);
     assert!(b.connections() <= 2, "{}", b.connections());
+}
+
+#[test]
+fn down_servers_are_tried_only_when_every_server_is_down() {
+    let (a, b) = (Origin::start("a"), Origin::start("b"));
+    a.state().set_fixed_status(404);
+    b.state().set_fixed_status(404);
+    let gone = dead();
+    let up = format!(
+        "{}    next_upstream: [error, http_404]\n",
+        tiers(&[
+            ("edge", vec![a.addr().to_string(), gone.clone()]),
+            ("backup", vec![b.addr().to_string()])
+        ])
+    );
+    let weir = start(&up, PROXY);
+    // The dead edge server fails once and is down from then on.
+    assert_eq!(get(&weir, "/one").1, "b");
+    assert!(weir.wait_log(&format!("{gone} (edge) down for 10s")));
+    // (404s never count, so a and b stay usable.) Usable servers used up: the client gets the
+    // last one's own 404; the down server is not tried by this request.
+    let (status, from, _) = get(&weir, "/two");
+    assert_eq!((status, from.as_str()), (404, "b"));
+    assert_eq!((a.hits("/two"), b.hits("/two")), (1, 1));
+    assert!(!weir
+        .stderr()
+        .contains(&format!("{gone} (edge) failed for /two")));
 }

@@ -62,10 +62,10 @@ struct HealthCheckWire {
     path: Option<String>,
     #[serde(default)]
     tcp: bool,
-    interval: Option<ConfigDuration>,
-    timeout: Option<ConfigDuration>,
-    rise: Option<u32>,
-    fall: Option<u32>,
+    interval: Option<Checked<ConfigDuration>>,
+    timeout: Option<Checked<ConfigDuration>>,
+    rise: Option<Checked<u32>>,
+    fall: Option<Checked<u32>>,
     expect_status: Option<Vec<u16>>,
 }
 
@@ -93,8 +93,20 @@ pub fn build(name: &str, value: &Value, path: &str) -> Result<Upstream, ConfigEr
             let Some((spec, addrs)) = errors.take(build_server(v, &at_i)) else {
                 continue;
             };
-            if slots.iter().any(|o| o.peer.spec.addr == spec.addr) {
-                errors.push(at_i, format!("{} is listed twice in this tier", spec.addr));
+            if spec.port == 0 {
+                errors.push(&at_i, "port 0 cannot be connected to");
+            }
+            let same = slots.iter().position(|o| {
+                o.peer.spec.addr.eq_ignore_ascii_case(&spec.addr) || o.peer.addr() == addrs.first().copied()
+            });
+            if let Some(j) = same {
+                errors.push(
+                    at_i,
+                    format!(
+                        "{} is the same server as servers[{j}] ({}) in this tier",
+                        spec.addr, slots[j].peer.spec.addr
+                    ),
+                );
             }
             slots.push(Slot::new(
                 Arc::new(Peer::new(&tier.name, spec, addrs)),
@@ -118,7 +130,6 @@ pub fn build(name: &str, value: &Value, path: &str) -> Result<Upstream, ConfigEr
     };
     let health_check = wire
         .health_check
-        .as_ref()
         .and_then(|hc| build_health_check(hc, &at("health_check"), &mut errors));
     let mut next_upstream = NextUpstream::default();
     match &wire.next_upstream {
@@ -300,32 +311,11 @@ fn load_ca(file: &str) -> Result<Arc<[WrappedX509]>, String> {
 }
 
 fn build_health_check(
-    hc: &HealthCheckWire,
+    hc: HealthCheckWire,
     path: &str,
     errors: &mut ConfigErrors,
 ) -> Option<HealthCheck> {
     let before = errors.0.len();
-    validate_health_check(hc, path, errors);
-    if errors.0.len() != before {
-        return None;
-    }
-    let kind = match &hc.path {
-        Some(p) => CheckKind::Http {
-            path: p.clone(),
-            expect_status: hc.expect_status.clone().unwrap_or_default(),
-        },
-        None => CheckKind::Tcp,
-    };
-    Some(HealthCheck {
-        kind,
-        interval: hc.interval.map_or(Duration::from_secs(5), |d| d.0),
-        timeout: hc.timeout.map_or(Duration::from_secs(1), |d| d.0),
-        rise: hc.rise.unwrap_or(2),
-        fall: hc.fall.unwrap_or(3),
-    })
-}
-
-fn validate_health_check(hc: &HealthCheckWire, path: &str, errors: &mut ConfigErrors) {
     match (&hc.path, hc.tcp) {
         (Some(_), true) => errors.push(path, "use either `path` (HTTP) or `tcp: true`, not both"),
         (None, false) => errors.push(path, "needs `path` (HTTP GET) or `tcp: true`"),
@@ -334,7 +324,15 @@ fn validate_health_check(hc: &HealthCheckWire, path: &str, errors: &mut ConfigEr
         }
         _ => {}
     }
-    for (key, v) in [("rise", hc.rise), ("fall", hc.fall)] {
+    if hc.tcp && hc.expect_status.is_some() {
+        errors.push(
+            join(path, "expect_status"),
+            "only applies to HTTP checks (`path`)",
+        );
+    }
+    let rise = checked(hc.rise, &join(path, "rise"), errors);
+    let fall = checked(hc.fall, &join(path, "fall"), errors);
+    for (key, v) in [("rise", rise), ("fall", fall)] {
         if v == Some(0) {
             errors.push(join(path, key), "must be at least 1");
         }
@@ -349,9 +347,28 @@ fn validate_health_check(hc: &HealthCheckWire, path: &str, errors: &mut ConfigEr
             }
         }
     }
-    for (key, v) in [("interval", hc.interval), ("timeout", hc.timeout)] {
+    let interval = checked(hc.interval, &join(path, "interval"), errors);
+    let timeout = checked(hc.timeout, &join(path, "timeout"), errors);
+    for (key, v) in [("interval", interval), ("timeout", timeout)] {
         if v.is_some_and(|d| d.0.is_zero()) {
             errors.push(join(path, key), "must be longer than 0s");
         }
     }
+    if errors.0.len() != before {
+        return None;
+    }
+    let kind = match hc.path {
+        Some(p) => CheckKind::Http {
+            path: p,
+            expect_status: hc.expect_status.unwrap_or_default(),
+        },
+        None => CheckKind::Tcp,
+    };
+    Some(HealthCheck {
+        kind,
+        interval: interval.map_or(Duration::from_secs(5), |d| d.0),
+        timeout: timeout.map_or(Duration::from_secs(1), |d| d.0),
+        rise: rise.unwrap_or(2),
+        fall: fall.unwrap_or(3),
+    })
 }

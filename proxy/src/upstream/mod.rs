@@ -162,22 +162,29 @@ impl Upstream {
     }
 
     /// Picks the server for the next attempt of a request that already tried `tried`.
-    /// `key` is what `balance: hash` hashes (the request URI).
-    pub fn select(&self, tried: &Tried, key: Option<&[u8]>) -> Option<Arc<Peer>> {
-        self.pool().select(self.passive, tried, key)
+    /// `key` is what `balance: hash` hashes. `all_down`: the request found no usable server
+    /// on its first pick, so down servers are tried in tier order. Returns the server and
+    /// whether it was usable.
+    pub fn select(
+        &self,
+        tried: &Tried,
+        key: Option<&[u8]>,
+        all_down: bool,
+    ) -> Option<(Arc<Peer>, bool)> {
+        self.pool().select(self.passive, tried, key, all_down)
     }
 
-    /// Redirect mode's choice: a usable server picked like a proxied request's, else the
-    /// last tier's first server.
+    /// Redirect mode's choice: a usable server picked like a proxied request's (without
+    /// taking a down server's probe), else the last tier's first server.
     pub fn redirect_target(&self, key: Option<&[u8]>) -> Option<Arc<Peer>> {
         let mut pool = self.pool();
-        pool.select_usable(self.passive, &Tried::default(), key)
+        pool.select_usable(self.passive, &Tried::default(), key, false)
             .or_else(|| pool.last_resort())
     }
 
-    /// Is a server left that `tried` does not hold?
-    pub fn has_untried(&self, tried: &Tried) -> bool {
-        self.pool().has_untried(tried)
+    /// Is a server left for the next attempt (see [`Pool::has_untried`])?
+    pub fn has_untried(&self, tried: &Tried, all_down: bool) -> bool {
+        self.pool().has_untried(self.passive, tried, all_down)
     }
 
     /// Accounts one attempt on `peer` (passive health); logs when its state changes.

@@ -214,32 +214,43 @@ impl Pool {
         slot.peer.is_up() && !slot.expired(at) && (single || !slot.passively_down(passive, now))
     }
 
-    /// Picks the server for the next attempt: from the first tier with a usable server not
-    /// tried yet, by the balancer; when none is usable anywhere, the first untried server in
-    /// tier order (weir tries down servers rather than failing without trying).
+    /// Picks the server for the next attempt of a request that tried `tried`: from the first
+    /// tier with a usable server not tried yet, by the balancer. With `all_down` (the request
+    /// found no usable server at all on its first pick), the first untried server in tier
+    /// order instead: weir tries down servers rather than failing without trying. Returns
+    /// the server and whether it was usable.
     pub fn select(
         &mut self,
         passive: Passive,
         tried: &Tried,
         key: Option<&[u8]>,
-    ) -> Option<Arc<Peer>> {
-        if let Some(peer) = self.select_usable(passive, tried, key) {
-            return Some(peer);
+        all_down: bool,
+    ) -> Option<(Arc<Peer>, bool)> {
+        if !all_down {
+            if let Some(peer) = self.select_usable(passive, tried, key, true) {
+                return Some((peer, true));
+            }
+            if tried.count() > 0 {
+                return None;
+            }
         }
         let at = Instant::now();
         self.tiers
             .iter()
             .flat_map(|t| t.slots.iter())
             .find(|s| !tried.contains(s.peer.id) && !s.expired(at))
-            .map(|s| s.peer.clone())
+            .map(|s| (s.peer.clone(), false))
     }
 
-    /// As [`Pool::select`], but only usable servers.
+    /// A usable server not in `tried`, by the balancer. `probe`: a pick after `fail_timeout`
+    /// is the one probe of a passively down server (nginx), so other requests skip it until
+    /// it is answered; redirect mode, which never learns the answer, picks without probing.
     pub fn select_usable(
         &mut self,
         passive: Passive,
         tried: &Tried,
         key: Option<&[u8]>,
+        probe: bool,
     ) -> Option<Arc<Peer>> {
         let now = now_secs();
         let at = Instant::now();
@@ -255,9 +266,7 @@ impl Pool {
             };
             if let Some(i) = picked {
                 let slot = &mut tier.slots[i];
-                // nginx: a pick after fail_timeout is the probe; until it is answered, other
-                // requests skip the server for another fail_timeout.
-                if now.saturating_sub(slot.checked) > passive.fail_timeout {
+                if probe && now.saturating_sub(slot.checked) > passive.fail_timeout {
                     slot.checked = now;
                 }
                 return Some(slot.peer.clone());
@@ -266,13 +275,17 @@ impl Pool {
         None
     }
 
-    /// True when a server not in `tried` is left to try (usable or not).
-    pub fn has_untried(&self, tried: &Tried) -> bool {
+    /// Is a server not in `tried` left for the next attempt: a usable one, or with
+    /// `all_down` any one?
+    pub fn has_untried(&self, passive: Passive, tried: &Tried, all_down: bool) -> bool {
+        let now = now_secs();
         let at = Instant::now();
-        self.tiers
-            .iter()
-            .flat_map(|t| t.slots.iter())
-            .any(|s| !tried.contains(s.peer.id) && !s.expired(at))
+        let single = self.server_count() == 1;
+        self.tiers.iter().flat_map(|t| t.slots.iter()).any(|s| {
+            !tried.contains(s.peer.id)
+                && !s.expired(at)
+                && (all_down || Pool::usable(s, passive, now, at, single))
+        })
     }
 
     /// Accounts one attempt's outcome on server `id`. Returns a log line when the server
@@ -307,11 +320,25 @@ impl Pool {
                 None
             }
             Outcome::Failure => {
+                // A failure more than fail_timeout after the last one, while down, is the
+                // failed probe: the server stays out for another fail_timeout.
+                let probe_failed = slot.fails >= passive.max_fails
+                    && now.saturating_sub(slot.accessed) > passive.fail_timeout;
                 slot.fails += 1;
                 slot.accessed = now;
                 slot.checked = now;
                 slot.effective -= slot.weight() / i64::from(passive.max_fails);
                 slot.effective = slot.effective.max(0);
+                if probe_failed {
+                    let reason = format!("the probe after fail_timeout failed ({why})");
+                    slot.peer
+                        .note_change(format!("down for {}s: {reason}", passive.fail_timeout));
+                    return Some(format!(
+                        "{} down for {}s: {reason}",
+                        slot.peer.describe(),
+                        passive.fail_timeout
+                    ));
+                }
                 if slot.fails == passive.max_fails {
                     let reason = format!(
                         "{} failure(s) within {}s ({why})",
@@ -424,14 +451,15 @@ impl Pool {
                 continue;
             };
             for slot in &mut tier.slots {
-                let Some(o) = old_tier
-                    .slots
-                    .iter()
-                    .find(|o| o.expires.is_none() && o.peer.spec == slot.peer.spec)
-                else {
+                // The same entry resolving to the same addresses keeps its state; the
+                // running peer is never changed here (the reload may still be rejected).
+                let Some(o) = old_tier.slots.iter().find(|o| {
+                    o.expires.is_none()
+                        && o.peer.spec == slot.peer.spec
+                        && o.peer.addrs() == slot.peer.addrs()
+                }) else {
                     continue;
                 };
-                o.peer.set_addrs(slot.peer.addrs().to_vec());
                 slot.peer = o.peer.clone();
                 slot.current = o.current;
                 slot.effective = o.effective;
@@ -593,7 +621,7 @@ mod tests {
         let picks: String = (0..14)
             .map(|_| {
                 ["A", "B", "C"]
-                    [port(&p.select(PASSIVE, &Tried::default(), None).unwrap()) as usize - 1]
+                    [port(&p.select(PASSIVE, &Tried::default(), None, false).unwrap().0) as usize - 1]
             })
             .collect();
         assert_eq!(picks, "AABACAAAABACAA");
@@ -605,32 +633,35 @@ mod tests {
             &[("edge", &[(1, 1), (2, 1)]), ("origin", &[(3, 1)])],
             Balance::RoundRobin,
         );
-        let a = p.select(PASSIVE, &Tried::default(), None).unwrap();
+        let a = p.select(PASSIVE, &Tried::default(), None, false).unwrap().0;
         assert_eq!(port(&a), 1);
         assert!(p
             .report(a.id, Outcome::Failure, PASSIVE, "refused")
             .unwrap()
             .contains("down for 10s"));
         // 1 is skipped while down; 2 serves; with 2 tried the origin tier is next.
-        let b = p.select(PASSIVE, &Tried::default(), None).unwrap();
+        let b = p.select(PASSIVE, &Tried::default(), None, false).unwrap().0;
         assert_eq!(port(&b), 2);
         let mut tried = Tried::default();
         tried.push(b.id);
-        assert_eq!(port(&p.select(PASSIVE, &tried, None).unwrap()), 3);
-        // Everything tried or down: the untried down server is still offered.
-        tried.push(3_000_000);
+        assert_eq!(port(&p.select(PASSIVE, &tried, None, false).unwrap().0), 3);
+        // The usable servers are used up; the down one is not tried by this request...
         let origin = p.tiers[1].slots[0].peer.id;
         tried.push(origin);
-        assert_eq!(port(&p.select(PASSIVE, &tried, None).unwrap()), 1);
+        assert!(p.select(PASSIVE, &tried, None, false).is_none());
+        assert!(!p.has_untried(PASSIVE, &tried, false));
+        // ...only by a request that found every server down.
+        assert!(p.has_untried(PASSIVE, &tried, true));
+        assert_eq!(port(&p.select(PASSIVE, &tried, None, true).unwrap().0), 1);
         tried.push(a.id);
-        assert!(p.select(PASSIVE, &tried, None).is_none());
-        assert!(!p.has_untried(&tried));
+        assert!(p.select(PASSIVE, &tried, None, true).is_none());
+        assert!(!p.has_untried(PASSIVE, &tried, true));
     }
 
     #[test]
     fn single_server_is_never_marked_down() {
         let mut p = pool(&[("only", &[(1, 1)])], Balance::RoundRobin);
-        let a = p.select(PASSIVE, &Tried::default(), None).unwrap();
+        let a = p.select(PASSIVE, &Tried::default(), None, false).unwrap().0;
         assert!(p
             .report(a.id, Outcome::Failure, PASSIVE, "refused")
             .is_none());
@@ -645,10 +676,10 @@ mod tests {
             fail_timeout: 10,
         };
         let mut p = pool(&[("a", &[(1, 2), (2, 2)])], Balance::RoundRobin);
-        let a = p.select(passive, &Tried::default(), None).unwrap();
+        let a = p.select(passive, &Tried::default(), None, false).unwrap().0;
         p.report(a.id, Outcome::Failure, passive, "x");
         let picks: Vec<u16> = (0..6)
-            .map(|_| port(&p.select(passive, &Tried::default(), None).unwrap()))
+            .map(|_| port(&p.select(passive, &Tried::default(), None, false).unwrap().0))
             .collect();
         assert_eq!(picks.iter().filter(|&&x| x == 2).count(), 4, "{picks:?}");
     }
@@ -657,12 +688,14 @@ mod tests {
     fn hash_keeps_keys_and_skips_down_servers() {
         let mut p = pool(&[("edge", &[(1, 1), (2, 1), (3, 1)])], Balance::Hash);
         let first = p
-            .select(PASSIVE, &Tried::default(), Some(b"/img/1.jpg"))
-            .unwrap();
+            .select(PASSIVE, &Tried::default(), Some(b"/img/1.jpg"), false)
+            .unwrap()
+            .0;
         for _ in 0..5 {
             assert_eq!(
-                p.select(PASSIVE, &Tried::default(), Some(b"/img/1.jpg"))
+                p.select(PASSIVE, &Tried::default(), Some(b"/img/1.jpg"), false)
                     .unwrap()
+                    .0
                     .id,
                 first.id
             );
@@ -674,15 +707,20 @@ mod tests {
                         PASSIVE,
                         &Tried::default(),
                         Some(format!("/img/{i}").as_bytes()),
+                        false,
                     )
-                    .unwrap(),
+                    .unwrap()
+                    .0,
                 )
             })
             .collect();
         assert_eq!(spread.len(), 3);
         let mut tried = Tried::default();
         tried.push(first.id);
-        let other = p.select(PASSIVE, &tried, Some(b"/img/1.jpg")).unwrap();
+        let other = p
+            .select(PASSIVE, &tried, Some(b"/img/1.jpg"), false)
+            .unwrap()
+            .0;
         assert_ne!(other.id, first.id);
     }
 
@@ -693,7 +731,7 @@ mod tests {
         let node = Arc::try_unwrap(peer("edge", 7, 1)).unwrap();
         assert_eq!(p.register("edge", node, later), Ok(true));
         assert_eq!(
-            port(&p.select(PASSIVE, &Tried::default(), None).unwrap()),
+            port(&p.select(PASSIVE, &Tried::default(), None, false).unwrap().0),
             7
         );
         let again = Arc::try_unwrap(peer("edge", 7, 1)).unwrap();
@@ -713,7 +751,7 @@ mod tests {
                 == 1
         );
         assert_eq!(
-            port(&reloaded.select(PASSIVE, &Tried::default(), None).unwrap()),
+            port(&reloaded.select(PASSIVE, &Tried::default(), None, false).unwrap().0),
             3
         );
         assert!(
