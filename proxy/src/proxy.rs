@@ -7,15 +7,17 @@
 
 use crate::access_log::LogRecord;
 use crate::cache::{self, CacheState};
-use crate::metrics::{metrics, observe_duration, reason_label};
+
+mod failover;
 use crate::config::{Config, ServerSettings};
+use crate::metrics::{metrics, observe_duration};
 use crate::request_limits;
 use crate::router::{Route, Target};
 use crate::state::{InflightGuard, Shared};
-use crate::upstream::health::error_reason;
-use crate::upstream::{status_counts_as_failure, NextUpstream, Outcome, Peer, Tried, Upstream};
+use crate::upstream::{Peer, Tried};
 use async_trait::async_trait;
 use bytes::Bytes;
+use failover::redirect;
 use pingora::cache::key::HashBinary;
 use pingora::cache::{CacheKey, CacheMeta, ForcedFreshness, HitHandler, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -151,119 +153,6 @@ fn refuse(session: &Session, status: u16, why: &'static str) -> Box<Error> {
     http_error(status, why)
 }
 
-/// nginx's non-idempotent methods: not passed to another server once they were sent.
-fn non_idempotent(method: &http::Method) -> bool {
-    matches!(method.as_str(), "POST" | "LOCK" | "PATCH")
-}
-
-/// What `balance: hash` hashes: the cache key when the route caches (so each edge cache
-/// holds its share of the objects), else the request URI.
-fn hash_key<'a>(upstream: &Upstream, session: &'a Session) -> Option<&'a [u8]> {
-    if upstream.balance != crate::upstream::Balance::Hash {
-        return None;
-    }
-    Some(match session.cache.maybe_cache_key() {
-        Some(key) => key.primary_key(),
-        None => session.req_header().raw_path(),
-    })
-}
-
-/// May the request start another attempt: tries, `next_upstream_timeout` and servers left?
-fn may_try_again(upstream: &Upstream, ctx: &RequestState) -> bool {
-    let tries = ctx.tried.count();
-    if upstream.next_upstream_tries > 0 && tries >= upstream.next_upstream_tries as usize {
-        return false;
-    }
-    if let (Some(limit), Some(first)) = (upstream.next_upstream_timeout, ctx.first_attempt) {
-        if first.elapsed() >= limit {
-            return false;
-        }
-    }
-    upstream.has_untried(&ctx.tried, ctx.all_down)
-}
-
-/// `weir_upstream_failures_total{upstream,server,reason}`.
-fn count_failure(upstream: &Upstream, peer: &Peer, why: &str) {
-    if let Ok(c) = metrics().failures.get_metric_with_label_values(&[
-        &upstream.name,
-        &peer.spec.addr,
-        reason_label(why),
-    ]) {
-        c.inc();
-    }
-}
-
-fn is_timeout(e: &Error) -> bool {
-    matches!(
-        e.etype(),
-        ErrorType::ConnectTimedout
-            | ErrorType::ReadTimedout
-            | ErrorType::WriteTimedout
-            | ErrorType::TLSHandshakeTimedout
-    )
-}
-
-impl Weir {
-    /// Accounts a failed attempt (errors and timeouts always count toward `max_fails`) and
-    /// decides whether the request moves to the next server.
-    fn attempt_failed(
-        &self,
-        session: &Session,
-        ctx: &RequestState,
-        e: &Error,
-        sent_and_final: bool,
-    ) -> bool {
-        let (Some(route), Some(peer)) = (&ctx.route, &ctx.attempt) else {
-            return false;
-        };
-        let upstream = route.target.upstream();
-        let why = error_reason(e);
-        count_failure(upstream, peer, &why);
-        upstream.report(peer, Outcome::Failure, &why);
-        let kind = if is_timeout(e) {
-            NextUpstream::TIMEOUT
-        } else {
-            NextUpstream::ERROR
-        };
-        let retry = !sent_and_final
-            && !ctx.response_started
-            && upstream.next_upstream.contains(kind)
-            && may_try_again(upstream, ctx);
-        log::warn!(
-            "upstream {}: {} failed for {}: {why}{}",
-            upstream.name,
-            peer.describe(),
-            path_for_log(session.req_header()),
-            if retry {
-                "; trying the next server"
-            } else {
-                ""
-            }
-        );
-        retry
-    }
-}
-
-/// Redirect mode: `302` to a usable server of `upstream` (picked like a proxied request's),
-/// or to the last tier's first server when none is usable.
-async fn redirect(session: &mut Session, upstream: &Upstream) -> Result<()> {
-    let key = hash_key(upstream, session);
-    let Some(peer) = upstream.redirect_target(key) else {
-        log::warn!("upstream {}: redirect with no server at all", upstream.name);
-        return respond_text(session, 503, "503 no server to redirect to\n", &[]).await;
-    };
-    let scheme = if peer.spec.tls { "https" } else { "http" };
-    let uri = String::from_utf8_lossy(session.req_header().raw_path()).into_owned();
-    let location = format!("{scheme}://{}{uri}", peer.spec.authority());
-    respond_text(
-        session,
-        302,
-        "302 Found\n",
-        &[("Location", location), ("Cache-Control", "no-store".into())],
-    )
-    .await
-}
-
 #[async_trait]
 impl ProxyHttp for Weir {
     type CTX = RequestState;
@@ -373,46 +262,7 @@ impl ProxyHttp for Weir {
         session: &mut Session,
         ctx: &mut RequestState,
     ) -> Result<Box<HttpPeer>> {
-        let Some(route) = &ctx.route else {
-            return Err(http_error(500, "no route selected"));
-        };
-        let upstream = route.target.upstream();
-        let peer = match (ctx.retry_same, ctx.attempt.clone()) {
-            (true, Some(peer)) => {
-                ctx.retry_same = false;
-                peer
-            }
-            _ => {
-                let key = hash_key(upstream, session);
-                let Some((peer, usable)) = upstream.select(&ctx.tried, key, ctx.all_down) else {
-                    log::warn!(
-                        "upstream {}: no server to try for {}",
-                        upstream.name,
-                        path_for_log(session.req_header())
-                    );
-                    return Err(http_error(502, "the upstream has no server"));
-                };
-                if ctx.tried.count() == 0 && !usable {
-                    // Every server of every tier is down: try them all in tier order.
-                    ctx.all_down = true;
-                }
-                ctx.tried.push(peer.id);
-                peer
-            }
-        };
-        ctx.first_attempt.get_or_insert_with(Instant::now);
-        let Some(http_peer) = upstream.http_peer(&peer) else {
-            return Err(http_error(502, "the server has no address"));
-        };
-        ctx.upstream = peer.addr();
-        if let Ok(c) = metrics()
-            .attempts
-            .get_metric_with_label_values(&[&upstream.name, &peer.spec.addr])
-        {
-            c.inc();
-        }
-        ctx.attempt = Some(peer);
-        Ok(Box::new(http_peer))
+        failover::next_peer(session, ctx)
     }
 
     fn fail_to_connect(
@@ -436,34 +286,7 @@ impl ProxyHttp for Weir {
         ctx: &mut RequestState,
         client_reused: bool,
     ) -> Box<Error> {
-        let mut e = e;
-        if std::mem::take(&mut ctx.status_retry) {
-            return e; // weir ended the attempt on its status; the decision is made
-        }
-        if e.esource() != &ErrorSource::Upstream {
-            // The client went away or sent a bad body (413): not the server's failure, and
-            // nothing to retry.
-            e.set_retry(false);
-            return e;
-        }
-        let replayable = !ctx.response_started
-            && !non_idempotent(&session.req_header().method)
-            && !session.as_ref().retry_buffer_truncated();
-        // A pooled connection the server had closed: try the same server once more on a new
-        // connection, as Pingora does; it is not the server's failure.
-        if client_reused
-            && replayable
-            && !ctx.stale_retried
-            && matches!(e.retry, pingora::RetryType::ReusedOnly)
-        {
-            ctx.stale_retried = true;
-            ctx.retry_same = true;
-            e.set_retry(true);
-            return e;
-        }
-        let retry = self.attempt_failed(session, ctx, &e, !replayable);
-        e.set_retry(retry);
-        e
+        failover::after_error(self, session, e, ctx, client_reused)
     }
 
     async fn upstream_response_filter(
@@ -472,41 +295,7 @@ impl ProxyHttp for Weir {
         response: &mut ResponseHeader,
         ctx: &mut RequestState,
     ) -> Result<()> {
-        let status = response.status.as_u16();
-        if response.status.is_informational() {
-            return Ok(());
-        }
-        let (Some(route), Some(peer)) = (&ctx.route, &ctx.attempt) else {
-            return Ok(());
-        };
-        let upstream = route.target.upstream();
-        if upstream.next_upstream.has_status(status) {
-            let why = format!("status {status}");
-            if status_counts_as_failure(status) {
-                count_failure(upstream, peer, &why);
-                upstream.report(peer, Outcome::Failure, &why);
-            } else {
-                upstream.report(peer, Outcome::Success, &why);
-            }
-            let replayable = !non_idempotent(&session.req_header().method)
-                && !session.as_ref().retry_buffer_truncated();
-            if replayable && may_try_again(upstream, ctx) {
-                log::info!(
-                    "upstream {}: {} answered {status} to {}; trying the next server",
-                    upstream.name,
-                    peer.describe(),
-                    path_for_log(session.req_header())
-                );
-                ctx.status_retry = true;
-                let mut e = Error::explain(ErrorType::HTTPStatus(status), "next_upstream");
-                e.set_retry(true);
-                return Err(e.into_up());
-            }
-        } else {
-            upstream.report(peer, Outcome::Success, "");
-        }
-        ctx.response_started = true;
-        Ok(())
+        failover::on_response(session, response, ctx)
     }
 
     async fn upstream_request_filter(
@@ -712,7 +501,10 @@ impl ProxyHttp for Weir {
         // A valid code's text is a static table entry: no allocation per request.
         let code = http::StatusCode::from_u16(status).ok();
         let status_text = code.as_ref().map_or("0", |c| c.as_str());
-        if let Ok(c) = m.requests.get_metric_with_label_values(&[route, status_text]) {
+        if let Ok(c) = m
+            .requests
+            .get_metric_with_label_values(&[route, status_text])
+        {
             c.inc();
         }
         observe_duration(route, ctx.started.elapsed().as_secs_f64());
