@@ -6,6 +6,7 @@
 //!   registered servers join and leave here without a reload.
 //! - [`health`]: the background upkeep: active checks, DNS refresh, registration expiry.
 
+mod balance;
 pub mod health;
 pub mod peer;
 pub mod pool;

@@ -12,6 +12,7 @@
 //! Everything sits behind one mutex per upstream (nginx's per-upstream lock): a pick and a
 //! report are a few integer operations each.
 
+use super::balance::{pick_hash, pick_random, pick_wrr};
 use super::peer::{lock, Peer};
 use pingora_ketama::{Bucket, Continuum};
 use std::net::SocketAddr;
@@ -88,8 +89,8 @@ impl Tried {
 pub struct Slot {
     /// The server.
     pub peer: Arc<Peer>,
-    current: i64,
-    effective: i64,
+    pub(super) current: i64,
+    pub(super) effective: i64,
     fails: u32,
     accessed: u64,
     checked: u64,
@@ -111,7 +112,7 @@ impl Slot {
         }
     }
 
-    fn weight(&self) -> i64 {
+    pub(super) fn weight(&self) -> i64 {
         i64::from(self.peer.spec.weight)
     }
 
@@ -133,7 +134,7 @@ pub struct TierPool {
     pub name: String,
     /// Configured servers first, then registered ones.
     pub slots: Vec<Slot>,
-    ring: Option<(Continuum, Vec<SocketAddr>)>,
+    pub(super) ring: Option<(Continuum, Vec<SocketAddr>)>,
 }
 
 impl std::fmt::Debug for TierPool {
@@ -489,77 +490,6 @@ impl Pool {
     }
 }
 
-/// nginx `ngx_http_upstream_get_peer`: add each candidate's effective weight to its current
-/// weight (ramping effective weight back up by one), take the highest, subtract the total.
-fn pick_wrr(slots: &mut [Slot], ok: impl Fn(&Slot) -> bool) -> Option<usize> {
-    let mut best: Option<(usize, i64)> = None;
-    let mut total = 0;
-    for (i, s) in slots.iter_mut().enumerate() {
-        if !ok(s) {
-            continue;
-        }
-        s.current += s.effective;
-        total += s.effective;
-        if s.effective < s.weight() {
-            s.effective += 1;
-        }
-        if best.is_none_or(|(_, c)| s.current > c) {
-            best = Some((i, s.current));
-        }
-    }
-    let (i, _) = best?;
-    slots[i].current -= total;
-    Some(i)
-}
-
-/// Weighted random among the candidates.
-fn pick_random(slots: &[Slot], ok: impl Fn(&Slot) -> bool) -> Option<usize> {
-    let total: u64 = slots
-        .iter()
-        .filter(|s| ok(s))
-        .map(|s| u64::from(s.peer.spec.weight))
-        .sum();
-    if total == 0 {
-        return None;
-    }
-    let mut n = fastrand::u64(0..total);
-    for (i, s) in slots.iter().enumerate() {
-        if !ok(s) {
-            continue;
-        }
-        let w = u64::from(s.peer.spec.weight);
-        if n < w {
-            return Some(i);
-        }
-        n -= w;
-    }
-    None
-}
-
-/// The first candidate clockwise from the key's point on the tier's ketama ring, so a key
-/// stays on its server while that server is usable.
-fn pick_hash(tier: &TierPool, key: &[u8], ok: impl Fn(&Slot) -> bool) -> Option<usize> {
-    let (ring, _) = tier.ring.as_ref()?;
-    // 160 points per unit of weight; looking at every point once is the bound.
-    let points: usize = tier
-        .slots
-        .iter()
-        .map(|s| s.peer.spec.weight as usize * 160)
-        .sum();
-    for addr in ring.node_iter(key).take(points) {
-        let found = tier
-            .slots
-            .iter()
-            .position(|s| s.peer.addr().as_ref() == Some(addr));
-        if let Some(i) = found {
-            if ok(&tier.slots[i]) {
-                return Some(i);
-            }
-        }
-    }
-    None
-}
-
 /// Reads a pool under its lock (tests and status).
 pub fn with_pool<T>(pool: &std::sync::Mutex<Pool>, f: impl FnOnce(&mut Pool) -> T) -> T {
     f(&mut lock(pool))
@@ -620,8 +550,9 @@ mod tests {
         let mut p = pool(&[("a", &[(1, 5), (2, 1), (3, 1)])], Balance::RoundRobin);
         let picks: String = (0..14)
             .map(|_| {
-                ["A", "B", "C"]
-                    [port(&p.select(PASSIVE, &Tried::default(), None, false).unwrap().0) as usize - 1]
+                ["A", "B", "C"][port(&p.select(PASSIVE, &Tried::default(), None, false).unwrap().0)
+                    as usize
+                    - 1]
             })
             .collect();
         assert_eq!(picks, "AABACAAAABACAA");
@@ -751,7 +682,12 @@ mod tests {
                 == 1
         );
         assert_eq!(
-            port(&reloaded.select(PASSIVE, &Tried::default(), None, false).unwrap().0),
+            port(
+                &reloaded
+                    .select(PASSIVE, &Tried::default(), None, false)
+                    .unwrap()
+                    .0
+            ),
             3
         );
         assert!(
