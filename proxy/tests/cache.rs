@@ -97,6 +97,9 @@ async fn miss_then_hit_with_one_origin_request() {
     let second = c.get("/a?size=5000").await;
     assert_eq!((second.status, second.cache.as_str()), (200, "HIT"));
     assert_eq!(second.body, pattern(5000));
+    // A cached response says how old it is (RFC 9111; nginx sends no Age).
+    assert!(second.headers.contains_key("age"));
+    assert!(!first.headers.contains_key("age"));
     assert_eq!(first.body, second.body);
     assert_eq!(c.origin.hits("/a"), 1);
 }

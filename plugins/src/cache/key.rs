@@ -89,7 +89,9 @@ impl KeyTemplate {
                         .map(|h| h.as_bytes())
                         .or_else(|| req.uri.authority().map(|a| a.host().as_bytes()))
                         .unwrap_or_default();
+                    // nginx's $host also drops a trailing dot (`img.test.` is `img.test`).
                     let host = strip_port(host);
+                    let host = host.strip_suffix(b".").unwrap_or(host);
                     out.extend(host.iter().map(u8::to_ascii_lowercase));
                 }
                 Piece::RequestUri => out.extend_from_slice(req.raw_path()),

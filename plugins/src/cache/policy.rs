@@ -73,17 +73,18 @@ pub fn decide(resp: &ResponseHeader, valid: &Valid, now: SystemTime) -> Verdict 
         stale_if_error: sie,
     };
 
+    // An X-Accel-Expires that is not a number is ignored, as nginx does.
     if let Some(v) = headers.get("x-accel-expires").and_then(|v| v.to_str().ok()) {
         let v = v.trim();
         let ttl = match v.strip_prefix('@') {
             Some(at) => at.parse::<u64>().ok().map(|t| t.saturating_sub(now_secs)),
             None => v.parse::<u64>().ok(),
         };
-        return match ttl {
-            Some(0) => Verdict::Skip(format!("X-Accel-Expires: {v}")),
-            Some(ttl) => store(ttl, None, None),
-            None => Verdict::Skip(format!("invalid X-Accel-Expires `{v}`")),
-        };
+        match ttl {
+            Some(0) => return Verdict::Skip(format!("X-Accel-Expires: {v}")),
+            Some(ttl) => return store(ttl, None, None),
+            None => {}
+        }
     }
 
     let mut max_age = None;
@@ -105,6 +106,10 @@ pub fn decide(resp: &ResponseHeader, valid: &Valid, now: SystemTime) -> Verdict 
             match name.as_str() {
                 "no-store" | "no-cache" | "private" => {
                     return Verdict::Skip(format!("Cache-Control: {name}"));
+                }
+                // nginx: a max-age that is not all digits makes the response uncacheable.
+                "max-age" | "s-maxage" if directive_digits(&directive).is_none() => {
+                    return Verdict::Skip(format!("invalid Cache-Control `{directive}`"));
                 }
                 "max-age" => max_age = secs(),
                 "s-maxage" => s_maxage = secs(),
@@ -142,6 +147,16 @@ pub fn decide(resp: &ResponseHeader, valid: &Valid, now: SystemTime) -> Verdict 
         Some(ttl) if ttl > 0 => store(ttl, swr, sie),
         _ => Verdict::Skip(format!("status {status} has no `valid` time")),
     }
+}
+
+/// The digits of `max-age=N` (no quotes, nothing else), as nginx reads them.
+fn directive_digits(directive: &str) -> Option<u64> {
+    let (_, arg) = directive.split_once('=')?;
+    let arg = arg.trim();
+    if arg.is_empty() || !arg.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    arg.parse().ok()
 }
 
 /// The instant a response stored at `now` with `ttl` seconds stops being fresh: the end of
@@ -193,6 +208,10 @@ mod tests {
         assert_eq!(d(200, &[("Set-Cookie", "a=1")]), None);
         assert_eq!(d(200, &[("Vary", "Accept, *")]), None);
         assert_eq!(d(200, &[("Vary", "Accept")]), Some(600));
+        // nginx: a non-numeric X-Accel-Expires is ignored; a malformed max-age refuses.
+        assert_eq!(d(200, &[("X-Accel-Expires", "abc")]), Some(600));
+        assert_eq!(d(200, &[("Cache-Control", "max-age=abc")]), None);
+        assert_eq!(d(200, &[("Cache-Control", "max-age=\"60\"")]), None);
         // X-Accel-Expires wins over Cache-Control.
         assert_eq!(
             d(
