@@ -65,10 +65,9 @@ pub fn decide(state: Option<BucketState>, now: u64, limits: BucketLimits) -> Ver
     let excess = (prev.excess + 1000).saturating_sub(drained);
     let burst = limits.burst.saturating_mul(1000);
     if excess > burst {
-        // Passes once excess - rate * t / 1000 + 1000 <= burst.
-        let over = excess - burst;
-        let retry_after_ms = (over * 1000).div_ceil(limits.rate.max(1));
-        return Verdict::Reject { retry_after_ms };
+        return Verdict::Reject {
+            retry_after_ms: retry_after_ms(excess, limits),
+        };
     }
     let last = if ms != 0 { now } else { prev.last };
     Verdict::Pass {
@@ -77,8 +76,16 @@ pub fn decide(state: Option<BucketState>, now: u64, limits: BucketLimits) -> Ver
     }
 }
 
+/// When a request that found `excess` (above `burst * 1000`) would pass if nothing else
+/// arrived: once `excess - rate * t / 1000 <= burst * 1000`.
+pub fn retry_after_ms(excess: u64, limits: BucketLimits) -> u64 {
+    let over = excess.saturating_sub(limits.burst.saturating_mul(1000));
+    over.saturating_mul(1000).div_ceil(limits.rate.max(1))
+}
+
+/// How long a request that left the bucket at `excess` waits:
 /// `(excess - delay * 1000) * 1000 / rate` when positive.
-fn wait_ms(excess: u64, limits: BucketLimits) -> u64 {
+pub fn wait_ms(excess: u64, limits: BucketLimits) -> u64 {
     let free = limits.delay.saturating_mul(1000);
     excess.saturating_sub(free).saturating_mul(1000) / limits.rate.max(1)
 }

@@ -20,6 +20,7 @@ pub mod key;
 pub mod leaky_bucket;
 pub mod limit_conn;
 pub mod limit_req;
+pub mod limit_store;
 pub mod limit_zone;
 pub mod metrics;
 mod plugin;

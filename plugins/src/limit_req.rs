@@ -6,11 +6,13 @@
 //! Several `limit_req` entries on one route behave as nginx's: the first that rejects
 //! answers and the zones charged before it are restored; when all pass, the request waits
 //! the longest of their delays (the pipeline does the waiting, see
-//! [`RequestCtx::request_delay`]).
+//! [`RequestCtx::request_delay`]). A zone with a Redis `store` decides in Redis (one script
+//! per request, at most `store_timeout`) and locally while Redis is unreachable; its charges
+//! are taken back in Redis too.
 
 use crate::config::{answer_status, join, ConfigErrors};
-use crate::leaky_bucket::{BucketLimits, BucketState, Verdict};
-use crate::limit_zone::LimitZone;
+use crate::leaky_bucket::{BucketLimits, Verdict};
+use crate::limit_zone::{Charge, LimitZone};
 use crate::registry::{BuildContext, BuildPlugin};
 use crate::respond::{client_for_log, respond_text, suppressed_note, LogLimiter};
 use crate::{Flow, Plugin, RequestCtx};
@@ -53,10 +55,11 @@ pub struct LimitReq {
 
 /// The buckets this request charged so far, restored when a later `limit_req` rejects it.
 #[derive(Default)]
-struct Charged(Vec<Charge>);
+struct Charged(Vec<ZoneCharge>);
 
-/// One bucket a request charged: the zone, the key, the state before and after.
-struct Charge(Arc<LimitZone>, Vec<u8>, Option<BucketState>, BucketState);
+/// One bucket a request charged: the zone, the key, and what was charged (where, before,
+/// after).
+struct ZoneCharge(Arc<LimitZone>, Vec<u8>, Charge);
 
 impl BuildPlugin for LimitReq {
     const NAME: &'static str = "limit_req";
@@ -110,10 +113,9 @@ impl Plugin for LimitReq {
             .spec
             .key
             .extract(session.req_header(), ctx, &mut key);
-        let now = self.zone.now_ms();
         let counters = &self.zone.counters;
-        match self.zone.check(&key, now, self.limits) {
-            (Verdict::Pass { delay_ms, state }, prev) => {
+        match self.zone.decide(&key, self.limits).await {
+            (Verdict::Pass { delay_ms, state }, charge) => {
                 if delay_ms > 0 {
                     self.zone.count(&counters.delayed);
                     if !self.dry_run {
@@ -132,11 +134,13 @@ impl Plugin for LimitReq {
                 } else {
                     self.zone.count(&counters.passed);
                 }
-                if ctx.get::<Charged>().is_none() {
-                    ctx.insert(Charged::default());
-                }
-                if let Some(charged) = ctx.get_mut::<Charged>() {
-                    charged.0.push(Charge(self.zone.clone(), key, prev, state));
+                if let Some(charge) = charge {
+                    if ctx.get::<Charged>().is_none() {
+                        ctx.insert(Charged::default());
+                    }
+                    if let Some(charged) = ctx.get_mut::<Charged>() {
+                        charged.0.push(ZoneCharge(self.zone.clone(), key, charge));
+                    }
                 }
                 Ok(Flow::Continue)
             }
@@ -166,8 +170,8 @@ impl Plugin for LimitReq {
                 }
                 // nginx does not charge the zones checked before the one that rejects.
                 if let Some(charged) = ctx.remove::<Charged>() {
-                    for Charge(zone, key, prev, state) in charged.0 {
-                        zone.restore(&key, prev, state);
+                    for ZoneCharge(zone, key, charge) in charged.0 {
+                        zone.take_back(&key, charge).await;
                     }
                 }
                 let retry_after = retry_after_ms.div_ceil(1000).max(1).to_string();

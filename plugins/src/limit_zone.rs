@@ -1,9 +1,12 @@
 //! A `limits:` zone: the buckets of every key, shared by every route and thread that names
 //! the zone, bounded by `capacity` keys (least recently used evicted), and kept across
-//! reloads while its definition does not change.
+//! reloads while its definition does not change. A zone with a Redis `store` decides in
+//! Redis (shared by a fleet, see [`crate::limit_store`]) and on its local buckets only while
+//! Redis is slow or unreachable.
 
 use crate::key::RequestKey;
 use crate::leaky_bucket::{decide, BucketLimits, BucketState, Verdict};
+use crate::limit_store::{RedisStore, StoreSpec};
 use crate::metrics;
 use lru::LruCache;
 use prometheus::IntCounter;
@@ -62,6 +65,20 @@ pub struct LimitZone {
     pub counters: ZoneCounters,
     shards: Vec<Mutex<LruCache<Box<[u8]>, BucketState>>>,
     epoch: Instant,
+    store_spec: Option<StoreSpec>,
+    store: Option<RedisStore>,
+}
+
+/// What a passed request charged, to take back when a later `limit_req` of the same request
+/// rejects it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Charge {
+    /// The bucket before the request (`None`: the key was new).
+    pub prev: Option<BucketState>,
+    /// The bucket the request left.
+    pub state: BucketState,
+    /// Charged in Redis (else in the local buckets).
+    pub shared: bool,
 }
 
 impl std::fmt::Debug for LimitZone {
@@ -69,24 +86,106 @@ impl std::fmt::Debug for LimitZone {
         f.debug_struct("LimitZone")
             .field("name", &self.name)
             .field("spec", &self.spec)
+            .field("store", &self.store)
             .finish()
     }
 }
 
 impl LimitZone {
-    /// A new, empty zone; fails only when its metrics cannot be registered.
+    /// A new, empty zone kept in this process; fails only when its metrics cannot be
+    /// registered.
     pub fn new(name: &str, spec: ZoneSpec) -> Result<Self, String> {
+        LimitZone::with_store(name, spec, None)
+    }
+
+    /// A new zone, shared through Redis when `store` is given (it starts connecting in the
+    /// background; this never blocks). Fails when its metrics cannot be registered or the
+    /// store's thread cannot start.
+    pub fn with_store(
+        name: &str,
+        spec: ZoneSpec,
+        store: Option<StoreSpec>,
+    ) -> Result<Self, String> {
         let per_shard = spec.capacity.div_ceil(SHARDS).max(1);
         let cap = NonZeroUsize::new(per_shard).unwrap_or(NonZeroUsize::MIN);
+        let counters = ZoneCounters::new(name)?;
+        let redis = match &store {
+            Some(s) => Some(RedisStore::start(name, s)?),
+            None => None,
+        };
         Ok(LimitZone {
             name: name.to_string(),
-            counters: ZoneCounters::new(name)?,
+            counters,
             spec,
             shards: (0..SHARDS)
                 .map(|_| Mutex::new(LruCache::new(cap)))
                 .collect(),
             epoch: Instant::now(),
+            store_spec: store,
+            store: redis,
         })
+    }
+
+    /// The Redis store this zone was built with (a reload keeps the zone when this and the
+    /// [`ZoneSpec`] are unchanged).
+    pub fn store_spec(&self) -> Option<&StoreSpec> {
+        self.store_spec.as_ref()
+    }
+
+    /// The Redis URL (without credentials) when the zone is shared through Redis.
+    pub fn store_url(&self) -> Option<&str> {
+        self.store.as_ref().map(RedisStore::url_for_log)
+    }
+
+    /// True while a zone with a Redis store decides on its local state (Redis slow,
+    /// unreachable, or not connected yet); always false for a local zone. For `/status`.
+    pub fn on_local_fallback(&self) -> bool {
+        self.store
+            .as_ref()
+            .is_some_and(RedisStore::on_local_fallback)
+    }
+
+    /// Decides a request for `key` now and, when it passes, charges the bucket: in Redis
+    /// when the zone has a store that answers within `store_timeout`, else locally.
+    pub async fn decide(&self, key: &[u8], limits: BucketLimits) -> (Verdict, Option<Charge>) {
+        if let Some(store) = &self.store {
+            if let Some((verdict, prev)) = store.check(key, limits).await {
+                let charge = match verdict {
+                    Verdict::Pass { state, .. } => Some(Charge {
+                        prev,
+                        state,
+                        shared: true,
+                    }),
+                    Verdict::Reject { .. } => None,
+                };
+                return (verdict, charge);
+            }
+        }
+        let (verdict, prev) = self.check(key, self.now_ms(), limits);
+        let charge = match verdict {
+            Verdict::Pass { state, .. } => Some(Charge {
+                prev,
+                state,
+                shared: false,
+            }),
+            Verdict::Reject { .. } => None,
+        };
+        (verdict, charge)
+    }
+
+    /// Takes back what [`LimitZone::decide`] charged, where it was charged (see
+    /// [`LimitZone::restore`]). A Redis charge whose undo gets no answer within
+    /// `store_timeout` stays and drains like any other.
+    pub async fn take_back(&self, key: &[u8], charge: Charge) {
+        if charge.shared {
+            if let Some(store) = &self.store {
+                store
+                    .take_back(key, charge.prev, charge.state, self.spec.rate)
+                    .await;
+            }
+        } else {
+            self.restore(key, charge.prev, charge.state);
+        }
     }
 
     /// Milliseconds on this zone's clock.

@@ -2,7 +2,7 @@
 //! text). Counters are resolved to their label values when the config is built, so the
 //! request path only increments.
 
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 use std::sync::OnceLock;
 
 /// weir's registry.
@@ -43,6 +43,25 @@ pub fn limit_conn_rejected_total() -> Result<&'static IntCounterVec, String> {
             "requests refused by limit_conn, by route",
             &["route"],
         )
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// `weir_limit_store_fallback{zone}`: 1 while a zone with a Redis `store` decides on its
+/// local state (Redis slow or unreachable), 0 while it shares the zone through Redis.
+pub fn limit_store_fallback() -> Result<&'static IntGaugeVec, String> {
+    static VEC: OnceLock<Result<IntGaugeVec, String>> = OnceLock::new();
+    VEC.get_or_init(|| {
+        let opts = Opts::new(
+            "weir_limit_store_fallback",
+            "1 while a limit zone with a Redis store decides on local state",
+        );
+        let vec = IntGaugeVec::new(opts, &["zone"]).map_err(|e| e.to_string())?;
+        match registry().register(Box::new(vec.clone())) {
+            Ok(()) | Err(prometheus::Error::AlreadyReg) => Ok(vec),
+            Err(e) => Err(e.to_string()),
+        }
     })
     .as_ref()
     .map_err(Clone::clone)

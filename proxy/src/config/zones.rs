@@ -11,9 +11,10 @@ use std::sync::Arc;
 use weir_plugins::cache::{self, CacheZone};
 use weir_plugins::config::{from_value, join};
 use weir_plugins::key::{parse_key, KeySpec};
+use weir_plugins::limit_store::{self, StoreSpec};
 use weir_plugins::limit_zone::{LimitZone, ZoneSpec};
 use weir_plugins::units::{ConfigDuration, Rate};
-use weir_plugins::{ConfigError, ConfigErrors};
+use weir_plugins::ConfigErrors;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,9 +58,10 @@ pub fn build_cache_zones(
 /// Zones kept when nothing is given: nginx's `10m` zone holds about 160,000 states.
 const DEFAULT_CAPACITY: u64 = 100_000;
 
-/// Builds the `limits:` zones. A zone whose definition is unchanged from `previous` (the
-/// running config on a reload) is kept with its state, as nginx keeps its shared memory
-/// zones across reloads.
+/// Builds the `limits:` zones. A zone whose definition (store included) is unchanged from
+/// `previous` (the running config on a reload) is kept with its state and its Redis
+/// connection, as nginx keeps its shared memory zones across reloads. A zone with a `store`
+/// starts connecting in the background: building never waits for Redis.
 pub fn build_limit_zones(
     map: &Mapping,
     path: &str,
@@ -73,15 +75,15 @@ pub fn build_limit_zones(
             continue;
         };
         let zone_path = join(path, name);
-        let Some(spec) = errors.take(limit_zone_spec(v, &zone_path)) else {
+        let Some((spec, store)) = errors.take(limit_zone_spec(v, &zone_path)) else {
             continue;
         };
         let zone = match previous.get(name) {
-            Some(old) if old.spec == spec => old.clone(),
-            _ => match LimitZone::new(name, spec) {
+            Some(old) if old.spec == spec && old.store_spec() == store.as_ref() => old.clone(),
+            _ => match LimitZone::with_store(name, spec, store) {
                 Ok(zone) => Arc::new(zone),
                 Err(e) => {
-                    errors.push(&zone_path, format!("cannot register its metrics: {e}"));
+                    errors.push(&zone_path, format!("cannot build the zone: {e}"));
                     continue;
                 }
             },
@@ -91,8 +93,11 @@ pub fn build_limit_zones(
     zones
 }
 
-/// Validates `limits.NAME` into a zone definition.
-fn limit_zone_spec(value: &Value, path: &str) -> Result<ZoneSpec, ConfigErrors> {
+/// Validates `limits.NAME` into a zone definition and its Redis store, if any.
+fn limit_zone_spec(
+    value: &Value,
+    path: &str,
+) -> Result<(ZoneSpec, Option<StoreSpec>), ConfigErrors> {
     let wire: LimitZoneWire = from_value(value, path)?;
     let mut errors = ConfigErrors::default();
     let key = errors.take(parse_key(&wire.key, &join(path, "key")));
@@ -100,26 +105,40 @@ fn limit_zone_spec(value: &Value, path: &str) -> Result<ZoneSpec, ConfigErrors> 
     if capacity == 0 || capacity > 100_000_000 {
         errors.push(join(path, "capacity"), "must be from 1 to 100000000");
     }
-    if let Some(store) = &wire.store {
-        if !(store.starts_with("redis://") || store.starts_with("rediss://")) {
-            errors.push(
-                join(path, "store"),
-                format!("`{store}`: expected redis://host:port/db or rediss://…"),
-            );
+    let timeout = wire.store_timeout.map(|d| d.0);
+    let store = match &wire.store {
+        Some(url) => {
+            if wire.rate.milli_per_sec > limit_store::MAX_RATE {
+                errors.push(
+                    join(path, "rate"),
+                    "too high for a Redis store (Lua computes in doubles)",
+                );
+            }
+            // A bad timeout is reported and the URL still checked (the zone is not built).
+            let timeout = StoreSpec::timeout_of(timeout).unwrap_or_else(|e| {
+                errors.push(join(path, "store_timeout"), e);
+                limit_store::DEFAULT_TIMEOUT
+            });
+            StoreSpec::parse(url, timeout)
+                .map_err(|e| errors.push(join(path, "store"), e))
+                .ok()
         }
-        errors
-            .0
-            .push(ConfigError::not_implemented(join(path, "store")));
-    }
-    if wire.store_timeout.is_some() && wire.store.is_none() {
-        errors.push(join(path, "store_timeout"), "only applies with `store`");
-    }
+        None => {
+            if timeout.is_some() {
+                errors.push(join(path, "store_timeout"), "only applies with `store`");
+            }
+            None
+        }
+    };
     match key {
-        Some(key) if errors.is_empty() => Ok(ZoneSpec {
-            key,
-            rate: wire.rate.milli_per_sec,
-            capacity: capacity as usize,
-        }),
+        Some(key) if errors.is_empty() => Ok((
+            ZoneSpec {
+                key,
+                rate: wire.rate.milli_per_sec,
+                capacity: capacity as usize,
+            },
+            store,
+        )),
         _ => Err(errors),
     }
 }
