@@ -46,15 +46,19 @@ pub const EXPIRY_MARGIN_MS: u64 = 1000;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The decision script. `KEYS[1]` the bucket; `ARGV` rate (milli-requests/s), burst * 1000,
-/// expiry margin (ms). Returns `{passed, excess, last, previous excess (-1: none), previous
+/// expiry margin (ms), and (tests only: weir never sends it) a time in ms to use instead of
+/// `TIME`. Returns `{passed, excess, last, previous excess (-1: none), previous
 /// last}`. Lua numbers are doubles: every value stays an integer below 2^53 (burst is a u32,
 /// rates are checked at load), and `rate * ms / 1000` is divided exactly (fmod), so the
 /// result is nginx's integer arithmetic bit for bit.
 pub static CHECK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(ARGV[4])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local e, last, pe, pl = 0, now, -1, -1
@@ -604,6 +608,10 @@ impl Drop for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::leaky_bucket::decide;
+    use std::net::TcpListener;
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
 
     #[test]
     fn urls_are_checked_and_redacted() {
@@ -669,5 +677,333 @@ mod tests {
             }
         );
         assert!(parse_check(&[1, 2], l).is_none());
+    }
+
+    /// A tiny deterministic generator (no dependency for a test).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+            xs[self.below(xs.len() as u64) as usize]
+        }
+    }
+
+    const RATES: [u64; 7] = [16, 500, 1000, 2000, 10_000, 1_000_000, 1_000_000_000];
+
+    /// The key expires when it would be empty: from then on the bucket decides exactly as a
+    /// key never seen (what the script's PEXPIRE relies on).
+    #[test]
+    fn an_expired_bucket_is_a_new_one() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..100_000 {
+            let limits = BucketLimits {
+                rate: rng.pick(&RATES),
+                burst: rng.pick(&[0, 1, 4, 20, 1000, u64::from(u32::MAX)]),
+                delay: 0,
+            };
+            let excess = rng.below(limits.burst * 1000 + 1);
+            let last = rng.below(1 << 42);
+            let empty_after = ((excess + 1000) * 1000).div_ceil(limits.rate);
+            let at = last + empty_after;
+            let state = Some(BucketState { excess, last });
+            assert_eq!(
+                decide(state, at, limits),
+                decide(None, at, limits),
+                "{excess} {last} {limits:?}"
+            );
+        }
+    }
+
+    /// `redis-server` for the tests that need one: found on PATH, or installed with apt when
+    /// root (`scripts/test.sh` installs it too).
+    fn redis_server() -> PathBuf {
+        static BIN: OnceLock<PathBuf> = OnceLock::new();
+        BIN.get_or_init(|| {
+            let find = || {
+                std::env::var_os("PATH")
+                    .into_iter()
+                    .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+                    .map(|d| d.join("redis-server"))
+                    .chain([PathBuf::from("/usr/bin/redis-server")])
+                    .find(|p| p.is_file())
+            };
+            if let Some(found) = find() {
+                return found;
+            }
+            let root = std::fs::read_to_string("/proc/self/status")
+                .map(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")))
+                .unwrap_or(false);
+            assert!(
+                root,
+                "redis-server is not installed and this test is not root: install it with \
+                 `apt-get install redis-server` (the Redis limit store tests need it)"
+            );
+            let ok = Command::new("sh")
+                .arg("-c")
+                .arg("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server")
+                .stdin(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "`apt-get install redis-server` failed");
+            find().expect("redis-server installed but not found")
+        })
+        .clone()
+    }
+
+    fn free_port() -> u16 {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    }
+
+    /// A redis-server on `port`, nothing saved, killed on drop.
+    struct Server(Child);
+
+    impl Server {
+        fn start(port: u16) -> Server {
+            let child = Command::new(redis_server())
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--dir", "/tmp"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn redis-server");
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(std::time::Instant::now() < deadline, "redis never listened");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Server(child)
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    async fn connection(port: u16) -> MultiplexedConnection {
+        Client::open(format!("redis://127.0.0.1:{port}/0"))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// The script against `decide`, on random traffic with its clock given: the same
+    /// verdicts, states and previous states, for rates from 1r/m to 1000000r/s, bursts up to
+    /// u32::MAX, time standing still, stepping back and jumping far.
+    #[tokio::test]
+    async fn the_script_is_decide_bit_for_bit() {
+        let port = free_port();
+        let _server = Server::start(port);
+        let mut conn = connection(port).await;
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let mut model: HashMap<u64, Option<BucketState>> = HashMap::new();
+        let mut limits_of: HashMap<u64, BucketLimits> = HashMap::new();
+        let mut now: u64 = 1_700_000_000_000;
+        for _ in 0..3000 {
+            let key = rng.below(12);
+            let limits = *limits_of.entry(key).or_insert_with(|| BucketLimits {
+                rate: rng.pick(&RATES),
+                burst: rng.pick(&[0, 1, 4, 20, u64::from(u32::MAX)]),
+                delay: rng.pick(&[0, 1, 2]),
+            });
+            now = match rng.below(10) {
+                0..=3 => now,
+                4..=7 => now + rng.below(700),
+                8 => now.saturating_sub(rng.below(300)),
+                _ => now + rng.below(10_000_000_000),
+            };
+            let state = model.entry(key).or_insert(None);
+            let want = decide(*state, now, limits);
+            let answer: Vec<i64> = CHECK
+                .key(format!("k{key}"))
+                .arg(limits.rate)
+                .arg(limits.burst * 1000)
+                .arg(3_600_000u64)
+                .arg(now)
+                .invoke_async(&mut conn)
+                .await
+                .unwrap();
+            let (got, prev) = parse_check(&answer, limits).unwrap();
+            assert_eq!(got, want, "key {key} at {now}, {limits:?}, from {state:?}");
+            assert_eq!(prev, *state, "key {key}");
+            if let Verdict::Pass { state: s, .. } = want {
+                *state = Some(s);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_expire_when_empty_and_undo_restores_or_takes_back_its_own() {
+        let port = free_port();
+        let _server = Server::start(port);
+        let mut conn = connection(port).await;
+        // The undo computes expiry on Redis' clock: work near it.
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+        let t = secs * 1000 + micros / 1000;
+        let check = |key: &'static str, now: u64| {
+            let mut inv = CHECK.key(key);
+            inv.arg(2000u64).arg(4000u64).arg(EXPIRY_MARGIN_MS).arg(now);
+            inv
+        };
+        let pttl = |key: &'static str| redis::cmd("PTTL").arg(key).clone();
+        let get = |key: &'static str| redis::cmd("GET").arg(key).clone();
+        // Empty after (0 + 1000) * 1000 / 2000 = 500 ms, plus the margin.
+        let _: Vec<i64> = check("a", t).invoke_async(&mut conn).await.unwrap();
+        let ttl: i64 = pttl("a").query_async(&mut conn).await.unwrap();
+        assert!((1400..=1500).contains(&ttl), "{ttl}");
+        let a: Vec<i64> = check("a", t).invoke_async(&mut conn).await.unwrap();
+        assert_eq!(a, [1, 1000, t as i64, 0, t as i64]);
+        let ttl: i64 = pttl("a").query_async(&mut conn).await.unwrap();
+        assert!((1900..=2000).contains(&ttl), "{ttl}");
+
+        let undo = |charged: String, prev: String| {
+            let mut inv = UNDO.key("a");
+            inv.arg(charged)
+                .arg(prev)
+                .arg(2000u64)
+                .arg(EXPIRY_MARGIN_MS);
+            inv
+        };
+        // Nobody charged since: put back exactly, expiring when that bucket would be empty.
+        let r: i64 = undo(format!("1000:{t}"), format!("0:{t}"))
+            .invoke_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(r, 1);
+        let v: String = get("a").query_async(&mut conn).await.unwrap();
+        assert_eq!(v, format!("0:{t}"));
+        let ttl: i64 = pttl("a").query_async(&mut conn).await.unwrap();
+        assert!((1000..=1500).contains(&ttl), "{ttl}");
+        // A new key charged and taken back is gone.
+        let r: i64 = undo(format!("0:{t}"), String::new())
+            .invoke_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(r, 1);
+        let v: Option<String> = get("a").query_async(&mut conn).await.unwrap();
+        assert_eq!(v, None);
+        // Someone charged since: only this request's 1000 is taken back, the expiry kept.
+        for _ in 0..3 {
+            let _: Vec<i64> = check("a", t).invoke_async(&mut conn).await.unwrap();
+        }
+        let r: i64 = undo(format!("1000:{t}"), format!("0:{t}"))
+            .invoke_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(r, 2);
+        let v: String = get("a").query_async(&mut conn).await.unwrap();
+        assert_eq!(v, format!("1000:{t}"));
+        let ttl: i64 = pttl("a").query_async(&mut conn).await.unwrap();
+        assert!((2000..=2500).contains(&ttl), "{ttl}");
+        // Gone meanwhile: nothing to do.
+        let r: i64 = UNDO
+            .key("gone")
+            .arg("0:1")
+            .arg("")
+            .arg(2000u64)
+            .arg(EXPIRY_MARGIN_MS)
+            .invoke_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(r, 0);
+    }
+
+    fn gauge(zone: &str) -> Option<i64> {
+        metrics::limit_store_fallback()
+            .ok()?
+            .get_metric_with_label_values(&[zone])
+            .ok()
+            .map(|g| g.get())
+    }
+
+    async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    const L: BucketLimits = BucketLimits {
+        rate: 2000,
+        burst: 0,
+        delay: 0,
+    };
+
+    /// Two stores on one Redis are two nodes of a fleet; without Redis a store answers `None`
+    /// (decide locally) within its timeout, and comes back when Redis does.
+    #[tokio::test]
+    async fn stores_share_fall_back_and_come_back() {
+        let port = free_port();
+        let spec = StoreSpec::parse(
+            &format!("redis://127.0.0.1:{port}/0"),
+            Duration::from_millis(50),
+        )
+        .unwrap();
+        let a = RedisStore::start("fleet_unit", &spec).unwrap();
+        let b = RedisStore::start("fleet_unit", &spec).unwrap();
+        // Nothing listens: local decisions, never slower than the timeout.
+        let started = Instant::now();
+        assert!(a.check(b"k", L).await.is_none());
+        assert!(started.elapsed() < Duration::from_millis(500));
+        eventually("a falls back", || a.on_local_fallback()).await;
+        // The newest store (b) owns the series.
+        eventually("gauge 1", || gauge("fleet_unit") == Some(1)).await;
+        let started = Instant::now();
+        assert!(a.check(b"k", L).await.is_none());
+        assert!(
+            started.elapsed() < Duration::from_millis(20),
+            "no wait on fallback"
+        );
+
+        let server = Server::start(port);
+        eventually("a shares", || !a.on_local_fallback()).await;
+        eventually("b shares", || !b.on_local_fallback()).await;
+        assert_eq!(gauge("fleet_unit"), Some(0));
+        let (first, prev) = a.check(b"k", L).await.unwrap();
+        assert!(matches!(first, Verdict::Pass { .. }) && prev.is_none());
+        let (second, _) = b.check(b"k", L).await.unwrap();
+        assert!(
+            matches!(second, Verdict::Reject { .. }),
+            "one limit for both"
+        );
+
+        drop(server);
+        for store in [&a, &b] {
+            let started = Instant::now();
+            assert!(store.check(b"k", L).await.is_none());
+            assert!(started.elapsed() < Duration::from_millis(500));
+            assert!(store.on_local_fallback());
+        }
+        assert_eq!(gauge("fleet_unit"), Some(1));
+        let _server = Server::start(port);
+        eventually("a shares again", || !a.on_local_fallback()).await;
+        eventually("gauge 0", || gauge("fleet_unit") == Some(0)).await;
+        // The zone that owns the series (the newest) removes it; an older one leaves it.
+        let has_series = || {
+            crate::metrics::registry().gather().iter().any(|f| {
+                f.name() == "weir_limit_store_fallback"
+                    && f.get_metric()
+                        .iter()
+                        .any(|m| m.get_label().iter().any(|l| l.value() == "fleet_unit"))
+            })
+        };
+        drop(a);
+        assert!(has_series());
+        drop(b);
+        assert!(!has_series());
     }
 }
