@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs the weir demo: builds weir and the fixture origin, starts three origins (edge-a on
 # 127.0.0.1:9001 and edge-b on 127.0.0.1:9002 in the `edge` tier, backup on 127.0.0.1:9003
-# in the `backup` tier) and weir on 127.0.0.1:8080 with conf/weir.yaml, prints requests to
-# try, then shows weir's log until Ctrl-C, which stops all four. The edge tier also lists
-# 127.0.0.1:9004, where nothing listens, so the log shows a server going down.
+# in the `backup` tier) and weir on 127.0.0.1:8080 with conf/weir.yaml (a disk cache in
+# /tmp/weir-demo/cache, emptied at start; the admin API on 127.0.0.1:9901, token demo-token),
+# prints requests to try, then shows weir's log until Ctrl-C, which stops all four. The edge
+# tier also lists 127.0.0.1:9004, where nothing listens, so the log shows a server going down.
 #
 #   bash scripts/demo.sh
 #
@@ -14,6 +15,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
 LISTEN_HOST=127.0.0.1
 WEIR_PORT=8080
+# conf/weir.yaml's admin listener and token.
+ADMIN_PORT=9901
+ADMIN_TOKEN=demo-token
 ORIGIN_PORTS=(9001 9002 9003)
 ORIGIN_NAMES=(edge-a edge-b backup)
 # In conf/weir.yaml's edge tier, with nothing listening: the demo's dead server.
@@ -40,7 +44,7 @@ fi
 # True when something accepts TCP connections on 127.0.0.1:$1 (bash's /dev/tcp, no curl).
 port_open() { (exec 3<>"/dev/tcp/$LISTEN_HOST/$1") 2>/dev/null; }
 
-for port in "$WEIR_PORT" "${ORIGIN_PORTS[@]}"; do
+for port in "$WEIR_PORT" "$ADMIN_PORT" "${ORIGIN_PORTS[@]}"; do
     if port_open "$port"; then
         die "port $LISTEN_HOST:$port is already in use; stop what listens there and run again"
     fi
@@ -125,12 +129,26 @@ for _ in $(seq 100); do
 done
 [ "$ready" = yes ] || { cat "$WEIR_LOG" >&2; die "weir does not answer on $LISTEN_HOST:$WEIR_PORT"; }
 
+# Empties the demo's cache zone through the admin API (objects of an earlier run would make
+# the first request a HIT): POST /caches/demo/clean?older_than=0s, with the token.
+empty_cache() {
+    (
+        exec 3<>"/dev/tcp/$LISTEN_HOST/$ADMIN_PORT" || exit 1
+        printf 'POST /caches/demo/clean?older_than=0s HTTP/1.0\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: 0\r\n\r\n' \
+            "$LISTEN_HOST" "$ADMIN_TOKEN" >&3
+        IFS= read -r status <&3 && [[ "$status" == HTTP/1.?" 200"* ]]
+    ) 2>/dev/null
+}
+empty_cache || echo "demo: could not empty the cache zone through the admin API (see $WEIR_LOG)" >&2
+
 # --- try it ------------------------------------------------------------------------------
 
 URL="http://$LISTEN_HOST:$WEIR_PORT"
+ADMIN="http://$LISTEN_HOST:$ADMIN_PORT"
+AUTH="Authorization: Bearer $ADMIN_TOKEN"
 EDGE_A_PID=${ORIGIN_PIDS[0]}
 EDGE_B_PID=${ORIGIN_PIDS[1]}
-say "weir is up on $URL (pid $WEIR_PID): tier edge = edge-a (weight 2), edge-b (weight 1) and $LISTEN_HOST:$DEAD_PORT (nothing there); tier backup = backup"
+say "weir is up on $URL (pid $WEIR_PID), admin API on $ADMIN: tier edge = edge-a (weight 2), edge-b (weight 1) and $LISTEN_HOST:$DEAD_PORT (nothing there); tier backup = backup"
 cat <<EOF
 
 Try, in another terminal:
@@ -144,6 +162,28 @@ Try, in another terminal:
   # edge-a, two from edge-b, interleaved (a b a a b a ...); $LISTEN_HOST:$DEAD_PORT is down:
   for i in 1 2 3 4 5 6; do curl -s -o /dev/null -D - $URL/ | grep -i '^x-origin'; done
   grep 'upstream demo' $WEIR_LOG       # why: "... $LISTEN_HOST:$DEAD_PORT (edge) down: 2 failed checks (connection refused)"
+
+  # the disk cache (/cached/..., zone demo in /tmp/weir-demo/cache; the origins send no
+  # Cache-Control, so valid: 200 for 1m decides): MISS, then HIT from the stored copy
+  curl -s -o /dev/null -D - '$URL/cached/a.jpg?size=100k' | grep -i '^x-cache-status\|^x-origin'   # MISS
+  curl -s -o /dev/null -D - '$URL/cached/a.jpg?size=100k' | grep -i '^x-cache-status\|^x-origin'   # HIT, same x-origin
+  curl -s -o /dev/null -D - -H 'Range: bytes=0-99' '$URL/cached/a.jpg?size=100k' | grep -i '^HTTP\|^x-cache-status\|^content-range'   # 206 HIT
+  curl -s -o /dev/null -D - -H 'X-No-Cache: 1' '$URL/cached/a.jpg?size=100k' | grep -i '^x-cache-status'   # BYPASS (and stored again)
+  curl -s -o /dev/null -D - '$URL/cached/b.jpg?cc=no-store' | grep -i '^x-cache-status'   # MISS, every time
+  grep 'not storing' $WEIR_LOG         # why: "cache demo: not storing /cached/b.jpg?cc=no-store: Cache-Control: no-store"
+  ls /tmp/weir-demo/cache              # the objects: <2 hex>/<32 hex>, one file each
+
+  # the admin API ($ADMIN; GET needs no token, everything else "$AUTH")
+  curl -s $ADMIN/status                # version, uptime, requests, cache zone (objects, hit_ratio), servers
+  curl -s $ADMIN/metrics | grep -E '^weir_(cache_requests|requests)_total'
+  curl -s $ADMIN/traffic               # today's totals (kept in /tmp/weir-demo/state/state.json)
+  curl -s -X POST -H '$AUTH' -d '{"zone": "demo", "url": "$URL/cached/a.jpg?size=100k"}' $ADMIN/purge   # {"purged":1}: the next GET is a MISS
+  curl -s -X POST $ADMIN/reload        # 401: no token
+  curl -s -X POST -H '$AUTH' $ADMIN/reload   # {"ok":true}, as kill -HUP
+  # register backup in the edge tier for 20 minutes (an edge node's heartbeat), then remove it
+  curl -s -X POST -H '$AUTH' -d '{"tier": "edge", "addr": "$LISTEN_HOST:9003", "ttl": "20m"}' $ADMIN/upstreams/demo/servers
+  curl -s $ADMIN/upstreams/demo        # every server with its state; $LISTEN_HOST:9003 twice (edge, registered; backup)
+  curl -s -o /dev/null -w '%{http_code}\n' -X DELETE -H '$AUTH' $ADMIN/upstreams/demo/servers/$LISTEN_HOST:9003   # 204
 
   # redirect mode: /jump/ answers 302 to a usable server instead of proxying
   curl -si $URL/jump/hello | grep -i '^HTTP\|^location'   # Location: http://$LISTEN_HOST:9001/jump/hello (or :9002)
