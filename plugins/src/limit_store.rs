@@ -351,6 +351,16 @@ impl Inner {
 
 /// The background task: connects, and after a failure probes until Redis answers again.
 async fn run(inner: Arc<Inner>) {
+    // weir builds its config before it sets up its logger: wait for the logger (1 s at most)
+    // so the first line about the store is not lost. Requests meanwhile wait for the first
+    // connection within `store_timeout`, as always.
+    let logger_by = Instant::now() + Duration::from_secs(1);
+    while log::max_level() == log::LevelFilter::Off
+        && Instant::now() < logger_by
+        && !inner.closed.load(Ordering::Acquire)
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     loop {
         if inner.closed.load(Ordering::Acquire) {
             return;
