@@ -171,7 +171,7 @@ impl Plugin for LimitReq {
                 // nginx does not charge the zones checked before the one that rejects.
                 if let Some(charged) = ctx.remove::<Charged>() {
                     for ZoneCharge(zone, key, charge) in charged.0 {
-                        zone.take_back(&key, charge).await;
+                        zone.take_back(&key, charge);
                     }
                 }
                 let retry_after = retry_after_ms.div_ceil(1000).max(1).to_string();

@@ -241,7 +241,9 @@ struct Inner {
     client: Client,
     /// `weir:limit_req:{zone}:`.
     prefix: Vec<u8>,
-    conn: Mutex<Option<MultiplexedConnection>>,
+    /// The connection requests use while sharing, numbered: a request that fails on an
+    /// older connection than the current one (replaced meanwhile) changes nothing.
+    conn: Mutex<Option<(u64, MultiplexedConnection)>>,
     state: AtomicU8,
     /// Wakes the prober (a request saw Redis fail, or the store is closed).
     wake: Notify,
@@ -267,14 +269,26 @@ impl Inner {
         }
     }
 
-    /// A request saw Redis fail: decide locally until the prober finds it again.
-    fn fail(&self, why: &str) {
+    /// The connection to use now, with its number.
+    fn current(&self) -> Option<(u64, MultiplexedConnection)> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A request saw Redis fail on connection number `generation`: decide locally until
+    /// the prober finds Redis again (unless that connection was already replaced).
+    fn fail(&self, generation: u64, why: &str) {
+        {
+            let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+            match &*conn {
+                Some((current, _)) if *current == generation => *conn = None,
+                _ => return,
+            }
+        }
         if self
             .state
             .compare_exchange(SHARED, FALLBACK, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
             self.set_gauge(1);
             log::warn!(
                 "limit zone {}: redis unreachable ({why}); deciding locally",
@@ -361,6 +375,7 @@ async fn run(inner: Arc<Inner>) {
     {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let mut generation = 0u64;
     loop {
         if inner.closed.load(Ordering::Acquire) {
             return;
@@ -374,12 +389,16 @@ async fn run(inner: Arc<Inner>) {
                 if inner.closed.load(Ordering::Acquire) {
                     return;
                 }
-                *inner.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn);
-                let was = inner.state.swap(SHARED, Ordering::AcqRel);
+                generation += 1;
+                let was = {
+                    let mut current = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+                    *current = Some((generation, conn));
+                    inner.state.swap(SHARED, Ordering::AcqRel)
+                };
                 inner.set_gauge(0);
                 inner.ready.notify_waiters();
                 if was == FALLBACK {
-                    log::warn!(
+                    log::info!(
                         "limit zone {}: redis reachable again; sharing the zone through {}",
                         inner.zone,
                         inner.url_for_log
@@ -495,11 +514,7 @@ impl RedisStore {
             }
             _ => {}
         }
-        let mut conn = inner
-            .conn
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()?;
+        let (generation, mut conn) = inner.current()?;
         let answer = tokio::time::timeout_at(
             deadline,
             CHECK
@@ -514,64 +529,80 @@ impl RedisStore {
             Ok(Ok(v)) => match parse_check(&v, limits) {
                 Some(decision) => Some(decision),
                 None => {
-                    inner.fail(&format!("unexpected script answer {v:?}"));
+                    inner.fail(generation, &format!("unexpected script answer {v:?}"));
                     None
                 }
             },
             Ok(Err(e)) => {
-                inner.fail(&e.to_string());
+                inner.fail(generation, &e.to_string());
                 None
             }
             Err(_) => {
-                inner.fail(&format!(
-                    "no answer within store_timeout {:?}",
-                    inner.timeout
-                ));
+                let why = format!("no answer within store_timeout {:?}", inner.timeout);
+                inner.fail(generation, &why);
                 None
             }
         }
     }
 
-    /// Takes back a charge made in Redis (see [`UNDO`]). False when Redis did not answer
-    /// within `store_timeout`: the charge stays and drains like any other.
-    pub async fn take_back(
+    /// Takes back a charge made in Redis (see [`UNDO`]), in the background: the rejected
+    /// request that asks does not wait for Redis. The undo is queued on the connection after
+    /// the request's own decisions; when Redis does not answer it within `store_timeout`,
+    /// the charge stays and drains like any other.
+    pub fn take_back(
         &self,
         key: &[u8],
         prev: Option<BucketState>,
         charged: BucketState,
         rate: u64,
-    ) -> bool {
-        let inner = &*self.inner;
+    ) {
+        let inner = self.inner.clone();
         if inner.state() != SHARED {
-            return false;
+            return;
         }
-        let Some(mut conn) = inner.conn.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
-            return false;
+        let Some((generation, conn)) = inner.current() else {
+            return;
         };
-        let prev = prev.map_or_else(String::new, |p| format!("{}:{}", p.excess, p.last));
-        let answer = tokio::time::timeout(
-            inner.timeout,
-            UNDO.key(inner.key(key))
-                .arg(format!("{}:{}", charged.excess, charged.last))
-                .arg(prev)
-                .arg(rate.clamp(1, MAX_RATE))
-                .arg(EXPIRY_MARGIN_MS)
-                .invoke_async::<i64>(&mut conn),
-        )
-        .await;
-        match answer {
-            Ok(Ok(_)) => true,
-            Ok(Err(e)) => {
-                inner.fail(&e.to_string());
-                false
-            }
-            Err(_) => {
-                inner.fail(&format!(
-                    "no answer within store_timeout {:?}",
-                    inner.timeout
-                ));
-                false
-            }
+        let key = inner.key(key);
+        if let Ok(rt) = runtime() {
+            rt.spawn(async move {
+                undo(&inner, generation, conn, key, prev, charged, rate).await;
+            });
+        }
+    }
+}
+
+/// Runs [`UNDO`] on `conn` (number `generation`); true when Redis answered.
+async fn undo(
+    inner: &Inner,
+    generation: u64,
+    mut conn: MultiplexedConnection,
+    key: Vec<u8>,
+    prev: Option<BucketState>,
+    charged: BucketState,
+    rate: u64,
+) -> bool {
+    let prev = prev.map_or_else(String::new, |p| format!("{}:{}", p.excess, p.last));
+    let answer = tokio::time::timeout(
+        inner.timeout,
+        UNDO.key(key)
+            .arg(format!("{}:{}", charged.excess, charged.last))
+            .arg(prev)
+            .arg(rate.clamp(1, MAX_RATE))
+            .arg(EXPIRY_MARGIN_MS)
+            .invoke_async::<i64>(&mut conn),
+    )
+    .await;
+    match answer {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => {
+            inner.fail(generation, &e.to_string());
+            false
+        }
+        Err(_) => {
+            let why = format!("no answer within store_timeout {:?}", inner.timeout);
+            inner.fail(generation, &why);
+            false
         }
     }
 }
@@ -952,6 +983,56 @@ mod tests {
         burst: 0,
         delay: 0,
     };
+
+    /// Two zones on one Redis (two nodes): one limit for both, a charge taken back by one is
+    /// gone for the other, and a zone without Redis decides on its own buckets.
+    #[tokio::test]
+    async fn zones_decide_and_take_back_in_redis() {
+        use crate::key::{KeyPart, RequestKey};
+        use crate::limit_zone::{LimitZone, ZoneSpec};
+        let port = free_port();
+        let _server = Server::start(port);
+        let spec = ZoneSpec {
+            key: RequestKey(vec![KeyPart::ClientIp]),
+            rate: 2000,
+            capacity: 100,
+        };
+        let store = StoreSpec::parse(
+            &format!("redis://127.0.0.1:{port}/0"),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let a = LimitZone::with_store("undo_unit", spec.clone(), Some(store.clone())).unwrap();
+        let b = LimitZone::with_store("undo_unit", spec, Some(store)).unwrap();
+        eventually("both share", || {
+            !a.on_local_fallback() && !b.on_local_fallback()
+        })
+        .await;
+        assert_eq!(
+            a.store_url(),
+            Some(format!("redis://127.0.0.1:{port}/0").as_str())
+        );
+        let (v, charge) = a.decide(b"k", L).await;
+        assert!(matches!(v, Verdict::Pass { .. }));
+        let charge = charge.unwrap();
+        assert!(charge.shared && charge.prev.is_none());
+        assert!(matches!(
+            b.decide(b"k", L).await,
+            (Verdict::Reject { .. }, None)
+        ));
+        // Taken back (in the background): the key is new again for b.
+        a.take_back(b"k", charge);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let (Verdict::Pass { .. }, Some(c)) = b.decide(b"k", L).await {
+                assert!(c.prev.is_none(), "{c:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "the charge was never taken back");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(a.is_empty() && b.is_empty(), "nothing decided locally");
+    }
 
     /// Two stores on one Redis are two nodes of a fleet; without Redis a store answers `None`
     /// (decide locally) within its timeout, and comes back when Redis does.

@@ -174,14 +174,12 @@ impl LimitZone {
     }
 
     /// Takes back what [`LimitZone::decide`] charged, where it was charged (see
-    /// [`LimitZone::restore`]). A Redis charge whose undo gets no answer within
-    /// `store_timeout` stays and drains like any other.
-    pub async fn take_back(&self, key: &[u8], charge: Charge) {
+    /// [`LimitZone::restore`]; a Redis charge is taken back in the background, never
+    /// holding up the rejected request).
+    pub fn take_back(&self, key: &[u8], charge: Charge) {
         if charge.shared {
             if let Some(store) = &self.store {
-                store
-                    .take_back(key, charge.prev, charge.state, self.spec.rate)
-                    .await;
+                store.take_back(key, charge.prev, charge.state, self.spec.rate);
             }
         } else {
             self.restore(key, charge.prev, charge.state);

@@ -238,13 +238,18 @@ impl Admin {
             ("POST", ["purge"]) => self.purge(&config, &body).await,
             ("POST", ["caches", zone, "clean"]) => self.clean(&config, zone, &query),
             ("POST", ["reload"]) => self.reload().await,
-            (_, ["healthz" | "metrics" | "status" | "traffic" | "purge" | "reload"])
-            | (_, ["upstreams", ..])
-            | (_, ["caches", ..]) => error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("{method} is not allowed on {path}"),
-            ),
-            _ => error(StatusCode::NOT_FOUND, format!("no admin endpoint {path}")),
+            (_, segments) => match allowed(segments) {
+                Some(allow) => {
+                    let mut r = error(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        format!("{method} is not allowed on {path}"),
+                    );
+                    r.headers_mut()
+                        .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+                    r
+                }
+                None => error(StatusCode::NOT_FOUND, format!("no admin endpoint {path}")),
+            },
         }
     }
 
@@ -319,6 +324,7 @@ impl Admin {
             Err(f) => return f.into(),
         };
         let ttl = match parse_duration(&r.ttl, "ttl") {
+            Ok(t) if t > MAX_TTL => return error(StatusCode::BAD_REQUEST, "ttl: at most 365d"),
             Ok(t) if !t.is_zero() => t,
             Ok(_) => return error(StatusCode::BAD_REQUEST, "ttl: must be longer than 0s"),
             Err(f) => return f.into(),
@@ -427,6 +433,19 @@ impl Admin {
         }
     }
 }
+
+/// The methods an endpoint answers (the `Allow` of a 405), `None` for no endpoint.
+fn allowed(segments: &[&str]) -> Option<&'static str> {
+    match segments {
+        ["healthz" | "metrics" | "status" | "traffic"] | ["upstreams", _] => Some("GET, HEAD"),
+        ["purge" | "reload"] | ["upstreams", _, "servers"] | ["caches", _, "clean"] => Some("POST"),
+        ["upstreams", _, "servers", _] => Some("DELETE"),
+        _ => None,
+    }
+}
+
+/// Registrations last at most this long (a node heartbeat renews them long before).
+const MAX_TTL: Duration = Duration::from_secs(365 * 86_400);
 
 /// `%3A` → `:` in a path segment (an address in `DELETE …/servers/{addr}`).
 fn percent_decode(s: &str) -> Vec<u8> {

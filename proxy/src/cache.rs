@@ -160,16 +160,31 @@ pub fn serve_stale(session: &Session, state: &CacheState, error: Option<&Error>)
         return false;
     };
     let stale = &zone.use_stale;
+    // A window the response itself gave (Cache-Control stale-while-revalidate=N /
+    // stale-if-error=N) also allows it, as nginx honours those extensions; `decide` stored
+    // them unless `use_stale` opened the window for good (u32::MAX).
+    let meta = session.cache.maybe_cache_meta();
+    let from_response = |sec: u32| sec > 0 && sec < u32::MAX;
     match error {
-        None => stale.updating && !session.cache.is_cache_lock_writer(),
-        Some(e) => match e.etype() {
-            ErrorType::HTTPStatus(code) => stale.status(*code),
-            ErrorType::ConnectTimedout
-            | ErrorType::ReadTimedout
-            | ErrorType::WriteTimedout
-            | ErrorType::TLSHandshakeTimedout => stale.timeout,
-            _ => e.esource() == &pingora::ErrorSource::Upstream && stale.error,
-        },
+        None => {
+            let allowed = stale.updating
+                || meta.is_some_and(|m| from_response(m.stale_while_revalidate_sec()));
+            allowed && !session.cache.is_cache_lock_writer()
+        }
+        Some(e) => {
+            let listed = match e.etype() {
+                ErrorType::HTTPStatus(code) => stale.status(*code),
+                ErrorType::ConnectTimedout
+                | ErrorType::ReadTimedout
+                | ErrorType::WriteTimedout
+                | ErrorType::TLSHandshakeTimedout => stale.timeout,
+                _ => e.esource() == &pingora::ErrorSource::Upstream && stale.error,
+            };
+            let upstream_failed = e.esource() == &pingora::ErrorSource::Upstream
+                || matches!(e.etype(), ErrorType::HTTPStatus(500..=599));
+            listed
+                || (upstream_failed && meta.is_some_and(|m| from_response(m.stale_if_error_sec())))
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Daily traffic (UTC days: requests, bytes to clients, bytes from upstreams, cache hits) for
 //! the last 14 days, and the state file that keeps it and the registered servers across
 //! restarts: `<server.state_dir>/state.json`, written atomically (temp file + rename) every
-//! minute and at shutdown, so a crash loses at most a minute.
+//! 30 seconds and at shutdown, so a crash loses at most 30 seconds.
 
 use crate::config::Config;
 use serde::{Deserialize, Serialize};

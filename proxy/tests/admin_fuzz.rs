@@ -1053,13 +1053,6 @@ fn run(known_bug_ok: bool) {
 }
 
 #[test]
-fn admin_inputs_never_get_a_5xx_and_the_process_keeps_serving() {
-    run(true);
-}
-
-#[test]
-#[ignore = "bug: a registration whose ttl overflows an Instant (e.g. \"9223372036854775807s\") \
-            panics in Upstream::register and the connection is dropped without an answer"]
 fn admin_inputs_every_request_is_answered() {
     run(false);
 }

@@ -373,3 +373,47 @@ fn an_unwritable_cache_dir_is_a_config_error() {
     assert!(!ok);
     assert!(out.starts_with("caches.c.path: "), "{out}");
 }
+
+#[tokio::test]
+async fn the_responses_own_stale_if_error_allows_a_stale_copy() {
+    // No use_stale on the zone: the response's Cache-Control extension decides (nginx too).
+    let c = start("");
+    let path = "/sie?cc=max-age%3D1%2C%20stale-if-error%3D60&size=300";
+    assert_eq!(c.get(path).await.cache, "MISS");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    c.origin.state().set_fixed_status(502);
+    let got = c.get(path).await;
+    assert_eq!((got.status, got.cache.as_str()), (200, "STALE"));
+    assert_eq!(got.body, pattern(300));
+    // Without the extension the failure goes to the client.
+    let plain = "/nosie?cc=max-age%3D1&size=300";
+    c.origin.state().set_fixed_status(0);
+    assert_eq!(c.get(plain).await.cache, "MISS");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    c.origin.state().set_fixed_status(502);
+    assert_eq!(c.get(plain).await.status, 502);
+}
+
+#[test]
+fn two_zones_cannot_share_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("weir.yaml");
+    std::fs::write(
+        &f,
+        format!(
+            "server: {{listen: ['127.0.0.1:8080']}}\n\
+             caches: {{a: {{path: {0}/c}}, b: {{path: {0}/c}}}}\n\
+             upstreams: {{o: {{tiers: [{{name: a, servers: ['127.0.0.1:1']}}]}}}}\n\
+             routes: [{{upstream: o}}]\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let (ok, out) = common::check_config(&f);
+    assert!(!ok);
+    assert!(out.starts_with("caches.b.path: "), "{out}");
+    assert!(
+        out.contains("is already the directory of caches.a"),
+        "{out}"
+    );
+}

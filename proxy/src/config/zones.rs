@@ -49,6 +49,20 @@ pub fn build_cache_zones(
         };
         names.insert(name.to_string());
         if let Some(zone) = errors.take(cache::zone::build(name, v, &join(path, name))) {
+            let shared = zones
+                .values()
+                .find(|z: &&Arc<CacheZone>| z.storage.path() == zone.storage.path());
+            if let Some(other) = shared {
+                errors.push(
+                    join(&join(path, name), "path"),
+                    format!(
+                        "{} is already the directory of caches.{}",
+                        zone.storage.path().display(),
+                        other.name
+                    ),
+                );
+                continue;
+            }
             zones.insert(name.to_string(), zone);
         }
     }

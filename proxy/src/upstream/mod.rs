@@ -222,9 +222,12 @@ impl Upstream {
             return Err(format!("{} has no address", spec.addr));
         }
         let addr = spec.addr.clone();
-        let new = self
-            .pool()
-            .register(tier, Peer::new(tier, spec, addrs), Instant::now() + ttl)?;
+        let expires = Instant::now()
+            .checked_add(ttl)
+            .ok_or_else(|| format!("ttl {}s is too long", ttl.as_secs()))?;
+        let peer = Peer::new(tier, spec, addrs);
+        peer.note_change(format!("registered for {}s", ttl.as_secs()));
+        let new = self.pool().register(tier, peer, expires)?;
         if new {
             log::info!(
                 "upstream {}: {addr} ({tier}) registered for {}s",

@@ -106,7 +106,10 @@ impl Peer {
             addrs: ArcSwap::from_pointee(addrs),
             up: AtomicBool::new(true),
             counts: Mutex::new(CheckCounts::default()),
-            last_change: Mutex::new(None),
+            last_change: Mutex::new(Some(StateChange {
+                at: SystemTime::now(),
+                reason: "configured".into(),
+            })),
             last_check: Mutex::new(None),
         }
     }
@@ -135,7 +138,8 @@ impl Peer {
         self.up.load(Ordering::Acquire)
     }
 
-    /// The last state change (active or passive), if any.
+    /// The last state change (active or passive); at first, when it was configured or
+    /// registered.
     pub fn last_change(&self) -> Option<StateChange> {
         lock(&self.last_change).clone()
     }

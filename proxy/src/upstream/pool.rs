@@ -386,6 +386,19 @@ impl Pool {
 
     /// Adds or renews a registered server in `tier`. `Ok(true)` when it is new.
     pub fn register(&mut self, tier: &str, peer: Peer, expires: Instant) -> Result<bool, String> {
+        if !self.tiers.iter().any(|t| t.name == tier) {
+            return Err(format!("no tier `{tier}`"));
+        }
+        let elsewhere = self
+            .tiers
+            .iter()
+            .find(|t| t.name != tier && t.slots.iter().any(|s| s.peer.spec.addr == peer.spec.addr));
+        if let Some(other) = elsewhere {
+            return Err(format!(
+                "{} is already a server of tier `{}`",
+                peer.spec.addr, other.name
+            ));
+        }
         let Some(t) = self.tiers.iter_mut().find(|t| t.name == tier) else {
             return Err(format!("no tier `{tier}`"));
         };
