@@ -6,19 +6,22 @@
 //!   [`crate::leaky_bucket::decide`]) with Redis' own clock (`TIME` inside the script, so nodes
 //!   with skewed clocks agree) and writes the charged bucket back, atomically. A bucket is the
 //!   string `"excess:last"` (milli-requests, ms of Redis' clock) under
-//!   `weir:limit_req:{zone}:{key}`, expiring when it would be empty (`excess + 1000` drained)
-//!   plus [`EXPIRY_MARGIN_MS`]: a key that expired is then exactly a key never seen.
+//!   `weir:limit_req:{zone}:{key}`, expiring (`SET … PX`) when it would be empty (`excess +
+//!   1000` drained) plus [`EXPIRY_MARGIN_MS`]: a key that expired is then exactly a key never
+//!   seen. A rejection writes nothing.
 //! * **Undo.** When a later `limit_req` of the same request rejects, [`UNDO`] puts the bucket
-//!   back as it was if nobody charged it since, else takes back only this request's 1000 (as the
-//!   local zone does).
-//! * **Fallback.** Redis is given `store_timeout` (default 50 ms) per request, counted from the
-//!   moment the zone is asked. Past it, or on any error, the zone decides on its local state
-//!   (requests are never failed because of Redis), logs `limit zone X: redis unreachable (…);
-//!   deciding locally` once, and sets `weir_limit_store_fallback{zone}` to 1. A background
-//!   task on the store's own thread then probes (a fresh connection running the same script on
-//!   a probe key, which must answer within `store_timeout`) every [`PROBE_INTERVAL`]; when it
-//!   answers, the zone shares again (logged once, gauge 0). While falling back, requests do
-//!   not wait for Redis at all.
+//!   back as it was if nobody charged it since, else takes back only this request's 1000 (as
+//!   the local zone does). It is queued in the background: the rejection is not held up.
+//! * **Fallback.** Redis is given `store_timeout` (default 50 ms) per decision, counted from
+//!   the moment the zone is asked. Past it, or on any error, the zone decides on its local
+//!   buckets (requests are never failed because of Redis), logs `limit zone X: redis
+//!   unreachable (…); deciding locally` once (warn), and sets `weir_limit_store_fallback{zone}`
+//!   to 1. While falling back, requests do not wait for Redis at all: a background task on the
+//!   store's own thread probes every [`PROBE_INTERVAL`] (a new connection that must run the
+//!   decision script on a probe key within `store_timeout`, so a Redis that answers PING but
+//!   cannot write stays out); when it answers, the zone shares again (`limit zone X: redis
+//!   reachable again; …`, info, once; gauge 0). A failure seen on a connection that was
+//!   already replaced changes nothing.
 
 use crate::leaky_bucket::{retry_after_ms, wait_ms, BucketLimits, BucketState, Verdict};
 use crate::metrics;
