@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{free_port, Origin, Weir};
+use common::{free_port, is_root, Origin, Weir};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -82,17 +82,6 @@ fn assert_intact(got: &Got, len: usize, what: &str) {
             .unwrap_or(0);
         panic!("{what}: wrong byte at {at} ({})", got.cache);
     }
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
 }
 
 /// What a zone directory holds.

@@ -9,10 +9,10 @@
 
 mod common;
 
-use common::{free_port, simple_config, Origin, Weir};
+use common::{free_port, is_root, nginx_bin, simple_config, Origin, Weir};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -22,55 +22,6 @@ const DELAY_TOLERANCE_MS: i64 = 250;
 
 /// One scenario at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-/// The nginx binary: found, or installed with apt when running as root.
-fn nginx_bin() -> &'static PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(found) = find_nginx() {
-            return found;
-        }
-        assert!(
-            is_root(),
-            "nginx is not installed and this test is not root: install it with \
-             `apt-get install nginx-light` (the differential limit_req test needs the real nginx)"
-        );
-        let status = Command::new("sh")
-            .arg("-c")
-            .arg("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light")
-            .stdin(Stdio::null())
-            .status()
-            .expect("run apt-get");
-        assert!(
-            status.success(),
-            "`apt-get install nginx-light` failed ({status}): the differential limit_req test \
-             needs the real nginx"
-        );
-        find_nginx().expect("nginx-light installed but no nginx binary found")
-    })
-}
-
-fn find_nginx() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").into_iter().flat_map(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("nginx"))
-            .collect::<Vec<_>>()
-    });
-    on_path
-        .chain([PathBuf::from("/usr/sbin/nginx")])
-        .find(|p| p.is_file())
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
 
 /// A real nginx (one process, `master_process off`) in a temp dir, killed on drop.
 struct Nginx {

@@ -265,3 +265,54 @@ pub fn wait_listening(addr: (&str, u16)) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// True when the tests run as root (they may then install what they need with apt).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The nginx binary for the differential tests: found on PATH or in /usr/sbin, or
+/// installed with `apt-get install nginx-light` when running as root.
+pub fn nginx_bin() -> &'static PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(found) = find_nginx() {
+            return found;
+        }
+        assert!(
+            is_root(),
+            "nginx is not installed and this test is not root: install it with \
+             `apt-get install nginx-light` (the differential tests need the real nginx)"
+        );
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light")
+            .stdin(Stdio::null())
+            .status()
+            .expect("run apt-get");
+        assert!(
+            status.success(),
+            "`apt-get install nginx-light` failed ({status}): the differential tests need the \
+             real nginx"
+        );
+        find_nginx().expect("nginx-light installed but no nginx binary found")
+    })
+}
+
+fn find_nginx() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").into_iter().flat_map(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("nginx"))
+            .collect::<Vec<_>>()
+    });
+    on_path
+        .chain([PathBuf::from("/usr/sbin/nginx")])
+        .find(|p| p.is_file())
+}
