@@ -36,6 +36,8 @@ pub struct LogRecord<'a> {
     pub duration: Duration,
     /// Why the request failed, if it did.
     pub error: Option<String>,
+    /// The cache status (`HIT`, `MISS` …) on caching routes.
+    pub cache: Option<&'static str>,
 }
 
 enum Sink {
@@ -125,6 +127,7 @@ fn json(r: &LogRecord, now: SystemTime) -> String {
         "upstream": r.upstream.map(|u| u.to_string()),
         "duration_ms": r.duration.as_secs_f64() * 1000.0,
         "error": r.error,
+        "cache": r.cache,
     });
     format!("{v}\n")
 }
@@ -143,7 +146,7 @@ fn escape(s: &str) -> String {
 }
 
 /// Days since 1970-01-01 to (year, month, day), Howard Hinnant's civil-from-days.
-fn civil(days: i64) -> (i64, u32, u32) {
+pub(crate) fn civil(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -175,7 +178,7 @@ fn clf_time(now: SystemTime) -> String {
 }
 
 /// `2026-11-29T21:07:25Z`.
-fn rfc3339(now: SystemTime) -> String {
+pub(crate) fn rfc3339(now: SystemTime) -> String {
     let (y, m, d, hh, mm, ss) = split(now);
     format!("{y}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
 }
@@ -199,6 +202,7 @@ mod tests {
             upstream: Some("127.0.0.1:9001".parse().unwrap()),
             duration: Duration::from_millis(3),
             error: None,
+            cache: Some("HIT"),
         }
     }
 
@@ -219,5 +223,6 @@ mod tests {
         assert_eq!(v["time"], "2000-02-29T00:00:00Z");
         assert_eq!(v["status"], 200);
         assert_eq!(v["upstream"], "127.0.0.1:9001");
+        assert_eq!(v["cache"], "HIT");
     }
 }

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use weir_plugins::units::ConfigDuration;
 use weir_plugins::Registry;
 
@@ -95,19 +95,6 @@ fn authorized(req: &pingora::http::RequestHeader, token: &str) -> bool {
         && constant_time_eq(given.trim().as_bytes(), token.as_bytes())
 }
 
-/// `2026-11-29T23:52:05Z`.
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (day, rest) = (secs / 86_400, secs % 86_400);
-    format!(
-        "{}T{:02}:{:02}:{:02}Z",
-        crate::traffic::date_of(day),
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
 /// The `SERVER` object of the contract.
 fn server_json(s: &ServerState) -> Value {
     let change = s.peer.last_change();
@@ -118,7 +105,7 @@ fn server_json(s: &ServerState) -> Value {
         "state": if down { "down" } else { "up" },
         "registered": s.expires.is_some(),
         "expires_in_s": s.expires.map(|e| e.saturating_duration_since(Instant::now()).as_secs()),
-        "last_change": change.as_ref().map(|c| rfc3339(c.at)),
+        "last_change": change.as_ref().map(|c| crate::access_log::rfc3339(c.at)),
         "reason": change.map(|c| c.reason),
     })
 }
@@ -484,10 +471,6 @@ mod tests {
 
     #[test]
     fn times_and_tokens() {
-        assert_eq!(
-            rfc3339(UNIX_EPOCH + Duration::from_secs(86_400 + 3661)),
-            "1970-01-02T01:01:01Z"
-        );
         assert!(constant_time_eq(b"secret", b"secret"));
         assert!(!constant_time_eq(b"secret", b"secreT"));
         assert!(!constant_time_eq(b"secret", b"secret2"));

@@ -510,8 +510,9 @@ impl ProxyHttp for Weir {
         observe_duration(route, ctx.started.elapsed().as_secs_f64());
         m.bytes_sent.inc_by(sent);
         m.bytes_received.inc_by(ctx.request_body_bytes);
-        let cache_hit = cache::status(session, &ctx.cache)
-            .is_some_and(|s| matches!(s, "HIT" | "STALE" | "UPDATING" | "REVALIDATED"));
+        let cache_status = cache::status(session, &ctx.cache);
+        let cache_hit =
+            cache_status.is_some_and(|s| matches!(s, "HIT" | "STALE" | "UPDATING" | "REVALIDATED"));
         self.shared.traffic.record(sent, from_upstream, cache_hit);
 
         let log = self.shared.access_log.load();
@@ -545,6 +546,7 @@ impl ProxyHttp for Weir {
             upstream: ctx.upstream,
             duration: ctx.started.elapsed(),
             error: error.map(|e| e.to_string()),
+            cache: cache_status,
         });
     }
 }

@@ -60,17 +60,9 @@ fn day_number(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_secs() / 86_400)
 }
 
-/// `YYYY-MM-DD` of a day number (civil-from-days, proleptic Gregorian).
+/// `YYYY-MM-DD` of a day number.
 pub fn date_of(day: u64) -> String {
-    let z = day as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = crate::access_log::civil(day as i64);
     format!("{y:04}-{m:02}-{d:02}")
 }
 
