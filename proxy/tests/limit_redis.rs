@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::{free_port, wait_listening, Origin, Weir};
+use common::{free_port, is_root, wait_listening, Origin, Weir};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -39,17 +39,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 // ---------------------------------------------------------------------------------------
 // redis-server
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
 
 fn find_redis() -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH").into_iter().flat_map(|p| {
