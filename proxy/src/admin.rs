@@ -278,6 +278,19 @@ impl Admin {
                 )
             })
             .collect();
+        // Zones shared through Redis, and whether each decides locally now.
+        let limits: serde_json::Map<String, Value> = config
+            .limits
+            .iter()
+            .filter_map(|(name, zone)| {
+                zone.store_url().map(|url| {
+                    (
+                        name.clone(),
+                        json!({ "store": url, "fallback": zone.on_local_fallback() }),
+                    )
+                })
+            })
+            .collect();
         let upstreams: serde_json::Map<String, Value> = config
             .upstreams
             .iter()
@@ -298,6 +311,7 @@ impl Admin {
                 "bytes_from_upstreams": t.bytes_from_upstreams.load(Relaxed),
                 "caches": caches,
                 "upstreams": upstreams,
+                "limits": limits,
             }),
         )
     }

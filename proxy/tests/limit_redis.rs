@@ -275,12 +275,25 @@ impl Fleet {
             .and_then(|v| v.trim().parse().ok())
     }
 
-    /// Waits until the gauge reads `want` (10 s at most).
+    /// `limits.ZONE.fallback` in the first node's `/status`.
+    fn status_fallback(&self, zone: &str) -> Option<bool> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.admin)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"GET /status HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        let body = out.split_once("\r\n\r\n")?.1;
+        let v: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
+        v["limits"][zone]["fallback"].as_bool()
+    }
+
+    /// Waits until the gauge reads `want` and `/status` agrees (10 s at most).
     fn wait_gauge(&self, zone: &str, want: f64) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let got = self.fallback_gauge(zone);
-            if got == Some(want) {
+            if got == Some(want) && self.status_fallback(zone) == Some(want == 1.0) {
                 return;
             }
             assert!(
