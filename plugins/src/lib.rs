@@ -10,8 +10,8 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
-pub mod cidr;
 pub mod cache;
+pub mod cidr;
 pub mod config;
 mod context;
 mod flow;

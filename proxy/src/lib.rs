@@ -8,9 +8,9 @@
 mod access_log;
 mod admin;
 mod cache;
-pub mod metrics;
 mod cli;
 pub mod config;
+pub mod metrics;
 mod proxy;
 mod request_limits;
 pub mod router;

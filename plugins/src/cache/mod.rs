@@ -3,10 +3,10 @@
 
 pub mod file;
 pub mod index;
-pub mod storage;
 pub mod key;
 pub mod plugin;
 pub mod policy;
+pub mod storage;
 pub mod zone;
 
 pub use plugin::CachePlugin;

@@ -99,14 +99,16 @@ pub fn parse(
         if s.listen.iter().any(|l| l.addr == a.listen) {
             errors.push(
                 "admin.listen",
-                format!("{} is also a proxy listener; the admin API needs its own", a.listen),
+                format!(
+                    "{} is also a proxy listener; the admin API needs its own",
+                    a.listen
+                ),
             );
         }
     }
     let no_zones = BTreeMap::new();
     let previous_zones = previous.map_or(&no_zones, |p| &p.limits);
-    let (caches, declared_caches) =
-        zones::build_cache_zones(&file.caches, "caches", &mut errors);
+    let (caches, declared_caches) = zones::build_cache_zones(&file.caches, "caches", &mut errors);
     let ctx = BuildContext {
         limits: zones::build_limit_zones(&file.limits, "limits", previous_zones, &mut errors),
         declared_limits: file

@@ -122,15 +122,15 @@ pub fn build(i: usize, value: &Value, path: &str, refs: &RouteRefs) -> Result<Ro
         })
         .collect();
 
-    let caches = plugins
-        .iter()
-        .filter(|p| p.name() == "cache")
-        .count();
+    let caches = plugins.iter().filter(|p| p.name() == "cache").count();
     if caches > 1 {
         errors.push(&plugins_path, "a route can have one `cache` plugin");
     }
     if caches > 0 && matches!(target, Some(Target::Redirect(_))) {
-        errors.push(&plugins_path, "`cache` has nothing to store on a `redirect` route");
+        errors.push(
+            &plugins_path,
+            "`cache` has nothing to store on a `redirect` route",
+        );
     }
 
     match target {

@@ -97,7 +97,8 @@ pub fn build(name: &str, value: &Value, path: &str) -> Result<Upstream, ConfigEr
                 errors.push(&at_i, "port 0 cannot be connected to");
             }
             let same = slots.iter().position(|o| {
-                o.peer.spec.addr.eq_ignore_ascii_case(&spec.addr) || o.peer.addr() == addrs.first().copied()
+                o.peer.spec.addr.eq_ignore_ascii_case(&spec.addr)
+                    || o.peer.addr() == addrs.first().copied()
             });
             if let Some(j) = same {
                 errors.push(
