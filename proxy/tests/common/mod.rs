@@ -12,8 +12,21 @@ use std::time::{Duration, Instant};
 #[allow(unused_imports)]
 pub use weir_origin::Origin;
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, below Linux's ephemeral range (32768–60999): a port
+/// from that range can be taken as the local port of any outgoing connection between this
+/// call and the server's bind, which made parallel tests flaky.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Spread processes apart (pid), and calls within one apart (a counter).
+    let base = std::process::id().wrapping_mul(7919);
+    for _ in 0..2000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (base.wrapping_add(n.wrapping_mul(104_729)) % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     l.local_addr().unwrap().port()
 }
