@@ -593,8 +593,9 @@ fn two_zones_restore_across_nodes() {
     fleet.assert_shared("two zones");
     assert_eq!(count(&out, 200), 3, "{}", trace(&out));
     assert_eq!(count(&out, 503), 3, "{}", trace(&out));
+    // Even the first 200 may be one that waited (the race above), so only the 0.5 s grid of
+    // the z delays is asserted.
     let times = ok_times(&out);
-    assert!(times[0] < AT_ONCE_MS, "{}", trace(&out));
     for t in &times {
         let step = (t / 500.0).round();
         assert!(
