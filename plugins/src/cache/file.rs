@@ -512,8 +512,18 @@ impl BodyReader {
             return Ok(None);
         }
         let n = (self.end - self.pos).min(max as u64) as usize;
-        let mut buf = vec![0u8; n];
-        self.file.read_exact_at(&mut buf, self.offset + self.pos)?;
+        // Read into spare capacity (read_to_end never zero-fills it): zero-filling and
+        // allocating a fresh zeroed buffer cost ~5 % of a 50 KiB HIT. The reader owns its
+        // file, so seeking it is safe.
+        let mut buf = Vec::with_capacity(n);
+        self.file.seek(SeekFrom::Start(self.offset + self.pos))?;
+        (&mut self.file).take(n as u64).read_to_end(&mut buf)?;
+        if buf.len() != n {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the object file is shorter than its header says",
+            ));
+        }
         self.pos += n as u64;
         Ok(Some(buf))
     }
