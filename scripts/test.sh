@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every check weir has: installs what is missing (cmake for Pingora's zlib-ng build,
-# redis-server for the Redis limit store tests, which start their own on free ports), then
+# nginx-light for the differential limit_req and cache tests, redis-server for the Redis
+# limit store tests; both tests start their own servers on free ports), then
 # rustfmt, clippy with warnings as errors, and every test of the workspace (unit tests and
 # integration tests that start the real binary on free ports).
 # Usage: bash scripts/test.sh
@@ -12,6 +13,7 @@ sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   sudo_if_needed apt-get update -qq
