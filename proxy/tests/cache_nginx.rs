@@ -33,11 +33,10 @@
 
 mod common;
 
-use common::{free_port, is_root, nginx_bin, Origin, Weir};
+use common::{free_port, Nginx, Origin, Weir};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -54,97 +53,25 @@ const HOST: &str = "img.test";
 // nginx (found, or installed with apt when running as root)
 // ---------------------------------------------------------------------------------------
 
-/// A real nginx (one process, `master_process off`) with a `proxy_cache` in a temp dir,
-/// killed on drop.
-struct Nginx {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
+/// The cache zone of every scenario, the twin of weir's `caches.c`.
+const NGINX_CACHE: &str =
+    "proxy_cache_path {dir}/cache levels=1:2 keys_zone=c:1m inactive=10m use_temp_path=off;";
 
-impl Nginx {
-    /// Starts nginx with cache zone `c` (under its temp dir) on its only location, proxying
-    /// to `origin`.
-    fn start(origin: SocketAddr) -> Nginx {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let d = dir.path().display();
-        let port = free_port();
-        let user = if is_root() { "user root;\n" } else { "" };
-        let conf = format!(
-            "{user}daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-             error_log {d}/error.log info;\n\
-             events {{ worker_connections 512; }}\n\
-             http {{\n\
-               access_log off;\n\
-               client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-               fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-               proxy_cache_path {d}/cache levels=1:2 keys_zone=c:1m inactive=10m use_temp_path=off;\n\
-               server {{\n\
-                 listen 127.0.0.1:{port};\n\
-                 location / {{\n\
-                   proxy_pass http://{origin};\n\
-                   proxy_http_version 1.1;\n\
-                   proxy_set_header Connection \"\";\n\
-                   proxy_cache c;\n\
-                   proxy_cache_key $scheme$host$request_uri;\n\
-                   proxy_cache_valid 200 10m;\n\
-                   proxy_cache_lock on;\n\
-                   proxy_cache_lock_timeout 5s;\n\
-                   proxy_cache_use_stale error timeout updating http_500 http_502 http_503 http_504;\n\
-                   proxy_cache_revalidate on;\n\
-                   add_header X-Cache-Status $upstream_cache_status always;\n\
-                 }}\n\
-               }}\n\
-             }}\n"
-        );
-        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let child = Command::new(nginx_bin())
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn nginx");
-        let mut nginx = Nginx { child, port, dir };
-        nginx.wait_ready();
-        nginx
-    }
-
-    fn log(&self) -> String {
-        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
-        format!("{}{}", read("stderr.log"), read("error.log"))
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("nginx exited early ({status}):\n{}", self.log());
-            }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!(
-            "nginx did not listen on {} in time:\n{}",
-            self.port,
-            self.log()
-        );
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The location of every scenario: the twin of weir's route with `cache: {zone: c}`.
+fn nginx_location(origin: SocketAddr) -> String {
+    format!(
+        "proxy_pass http://{origin};\n\
+         proxy_http_version 1.1;\n\
+         proxy_set_header Connection \"\";\n\
+         proxy_cache c;\n\
+         proxy_cache_key $scheme$host$request_uri;\n\
+         proxy_cache_valid 200 10m;\n\
+         proxy_cache_lock on;\n\
+         proxy_cache_lock_timeout 5s;\n\
+         proxy_cache_use_stale error timeout updating http_500 http_502 http_503 http_504;\n\
+         proxy_cache_revalidate on;\n\
+         add_header X-Cache-Status $upstream_cache_status always;"
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -328,7 +255,7 @@ fn differential(name: &str, scenario: fn(&mut Target)) -> (Vec<String>, Vec<Stri
 
     let nginx = {
         let origin = Origin::start("o");
-        let server = Nginx::start(origin.addr());
+        let server = Nginx::start(NGINX_CACHE, &nginx_location(origin.addr()));
         let mut t = Target {
             who: "nginx",
             port: server.port,

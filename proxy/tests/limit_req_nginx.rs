@@ -9,11 +9,10 @@
 
 mod common;
 
-use common::{free_port, is_root, nginx_bin, simple_config, Origin, Weir};
+use common::{free_port, simple_config, Nginx, Origin, Weir};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -23,90 +22,10 @@ const DELAY_TOLERANCE_MS: i64 = 250;
 /// One scenario at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// A real nginx (one process, `master_process off`) in a temp dir, killed on drop.
-struct Nginx {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Nginx {
-    /// Starts nginx with the `limit_req_zone`s of every scenario and `location_limits` in
-    /// its only location, proxying to `origin`.
-    fn start(origin: SocketAddr, location_limits: &str) -> Nginx {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let d = dir.path().display();
-        let port = free_port();
-        let user = if is_root() { "user root;\n" } else { "" };
-        let conf = format!(
-            "{user}daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-             error_log {d}/error.log info;\n\
-             events {{ worker_connections 512; }}\n\
-             http {{\n\
-               access_log off;\n\
-               client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-               fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-               limit_req_zone $binary_remote_addr zone=z:1m rate=2r/s;\n\
-               limit_req_zone $binary_remote_addr zone=z1:1m rate=1r/s;\n\
-               limit_req_zone $binary_remote_addr zone=z10:1m rate=10r/s;\n\
-               server {{\n\
-                 listen 127.0.0.1:{port};\n\
-                 location / {{\n\
-                   {location_limits}\n\
-                   proxy_pass http://{origin};\n\
-                 }}\n\
-               }}\n\
-             }}\n"
-        );
-        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let child = Command::new(nginx_bin())
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn nginx");
-        let mut nginx = Nginx { child, port, dir };
-        nginx.wait_ready();
-        nginx
-    }
-
-    fn log(&self) -> String {
-        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
-        format!("{}{}", read("stderr.log"), read("error.log"))
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("nginx exited early ({status}):\n{}", self.log());
-            }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!(
-            "nginx did not listen on {} in time:\n{}",
-            self.port,
-            self.log()
-        );
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// The `limit_req_zone`s every scenario may name.
+const NGINX_ZONES: &str = "limit_req_zone $binary_remote_addr zone=z:1m rate=2r/s;\n\
+    limit_req_zone $binary_remote_addr zone=z1:1m rate=1r/s;\n\
+    limit_req_zone $binary_remote_addr zone=z10:1m rate=10r/s;";
 
 /// What one request got: its status (0 when the connection failed) and when its response
 /// was complete, in ms after the first request was sent.
@@ -229,7 +148,10 @@ fn differential(
     let origin = Origin::start("o");
 
     let nginx_out = {
-        let nginx = Nginx::start(origin.addr(), nginx_limits);
+        let nginx = Nginx::start(
+            NGINX_ZONES,
+            &format!("{nginx_limits}\nproxy_pass http://{};", origin.addr()),
+        );
         run(nginx.port, schedule)
     };
 

@@ -329,3 +329,90 @@ fn find_nginx() -> Option<PathBuf> {
         .chain([PathBuf::from("/usr/sbin/nginx")])
         .find(|p| p.is_file())
 }
+
+/// A real nginx (one process, `master_process off`, everything under its own temp dir) on
+/// a free port, killed on drop.
+pub struct Nginx {
+    child: Child,
+    /// Its listener's port.
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// Starts nginx whose `http {}` block holds `http` (zones, caches …) and one server on
+    /// a free port whose only `location /` holds `location`. `{dir}` in either is replaced
+    /// by nginx's temp dir.
+    pub fn start(http: &str, location: &str) -> Nginx {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path().display().to_string();
+        let port = free_port();
+        let user = if is_root() { "user root;\n" } else { "" };
+        let (http, location) = (http.replace("{dir}", &d), location.replace("{dir}", &d));
+        let conf = format!(
+            "{user}daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log info;\n\
+             events {{ worker_connections 512; }}\n\
+             http {{\n\
+               access_log off;\n\
+               client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+               fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+               {http}\n\
+               server {{\n\
+                 listen 127.0.0.1:{port};\n\
+                 location / {{\n\
+                   {location}\n\
+                 }}\n\
+               }}\n\
+             }}\n"
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let child = Command::new(nginx_bin())
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn nginx");
+        let mut nginx = Nginx { child, port, dir };
+        nginx.wait_ready();
+        nginx
+    }
+
+    /// What nginx wrote to stderr and its error log.
+    pub fn log(&self) -> String {
+        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
+        format!("{}{}", read("stderr.log"), read("error.log"))
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("nginx exited early ({status}):\n{}", self.log());
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!(
+            "nginx did not listen on {} in time:\n{}",
+            self.port,
+            self.log()
+        );
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
