@@ -15,15 +15,20 @@ struct Cached {
     client: reqwest::Client,
 }
 
-/// weir with zone `c` (`zone_extra`: more zone keys, indented 4) on one catch-all route with
-/// `- cache: {zone: c <plugin_extra>}`.
+/// weir with zone `c` (`zone_extra`: more zone keys, indented 4; `valid` is 200 for 10m
+/// unless it names its own) on one catch-all route with `- cache: {zone: c <plugin_extra>}`.
 fn start_with(zone_extra: &str, plugin_extra: &str, dir: Option<tempfile::TempDir>) -> Cached {
     let origin = Origin::start("o");
     let dir = dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
     let port = free_port();
+    let valid = if zone_extra.contains("    valid:") {
+        ""
+    } else {
+        "    valid: { \"200\": 10m }\n"
+    };
     let yaml = format!(
         "server:\n  listen: [\"127.0.0.1:{port}\"]\n  threads: 2\n  grace_period: 1s\n\
-         caches:\n  c:\n    path: {}\n    valid: {{ \"200\": 10m }}\n{zone_extra}\
+         caches:\n  c:\n    path: {}\n{valid}{zone_extra}\
          upstreams:\n  o: {{ tiers: [{{ name: a, servers: [\"{}\"] }}] }}\n\
          routes:\n  - {{ upstream: o, plugins: [{{ cache: {{ zone: c{plugin_extra} }} }}] }}\n",
         dir.path().display(),
@@ -151,23 +156,7 @@ async fn valid_by_status() {
 
 /// A zone whose `valid` lists 200 and 404.
 fn start_404() -> Cached {
-    let origin = Origin::start("o");
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let yaml = format!(
-        "server:\n  listen: [\"127.0.0.1:{port}\"]\n\
-         caches:\n  c: {{ path: {}, valid: {{ \"200\": 10m, \"404\": 1m }} }}\n\
-         upstreams:\n  o: {{ tiers: [{{ name: a, servers: [\"{}\"] }}] }}\n\
-         routes:\n  - {{ upstream: o, plugins: [{{ cache: {{ zone: c }} }}] }}\n",
-        dir.path().display(),
-        origin.addr()
-    );
-    Cached {
-        weir: Weir::start(&yaml, port),
-        origin,
-        _dir: dir,
-        client: common::client(),
-    }
+    start("    valid: { \"200\": 10m, \"404\": 1m }\n")
 }
 
 #[tokio::test]
