@@ -373,19 +373,9 @@ pub fn registration_spec(addr: &str, tls: bool) -> Result<(ServerSpec, Vec<Socke
 mod tests {
     use super::*;
 
+    /// A registered-style entry for an `IP:port` (no DNS).
     fn spec(addr: &str, tls: bool) -> (ServerSpec, Vec<SocketAddr>) {
-        let a: SocketAddr = addr.parse().unwrap();
-        let spec = ServerSpec {
-            addr: addr.into(),
-            host_name: None,
-            port: a.port(),
-            weight: 1,
-            tls,
-            sni: None,
-            host: None,
-            http2: false,
-        };
-        (spec, vec![a])
+        registration_spec(addr, tls).unwrap()
     }
 
     #[test]
