@@ -20,6 +20,15 @@ fn settings() -> DiskSettings {
         max_size: 1 << 30,
         inactive: Duration::from_secs(600),
         max_object_size: 1 << 30,
+        memory: 0,
+    }
+}
+
+/// [`settings`] with a memory tier.
+fn with_memory() -> DiskSettings {
+    DiskSettings {
+        memory: 8 << 20,
+        ..settings()
     }
 }
 
@@ -341,97 +350,106 @@ async fn objects_past_max_object_size_stream_through_unstored() {
 
 #[tokio::test]
 async fn seek_serves_byte_ranges() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = DiskStorage::open_uncached(dir.path(), settings()).unwrap();
-    let k = key("ranges");
-    let b = body(300_000, 9);
-    store(s, &k, "t", &b).await;
-    let (_, mut hit) = s.lookup(&k, &span()).await.unwrap().unwrap();
-    assert!(hit.can_seek());
-    assert_eq!(hit.get_eviction_weight() as u64, s.totals().bytes);
-    hit.seek(10, Some(20)).unwrap(); // end exclusive, as pingora's Range<usize>
-    assert_eq!(read_all(&mut hit).await, &b[10..20]);
-    hit.seek(70_000, None).unwrap();
-    assert_eq!(read_all(&mut hit).await, &b[70_000..]);
-    hit.seek(299_990, Some(400_000)).unwrap();
-    assert_eq!(read_all(&mut hit).await, &b[299_990..]);
-    assert!(hit.seek(300_000, None).is_err());
-    hit.seek(0, Some(1)).unwrap();
-    assert_eq!(read_all(&mut hit).await, &b[..1]);
+    // Served from the file, then (a second read) from the memory tier.
+    for cfg in [settings(), with_memory()] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = DiskStorage::open_uncached(dir.path(), cfg).unwrap();
+        let k = key("ranges");
+        let b = body(300_000, 9);
+        store(s, &k, "t", &b).await;
+        let (_, mut hit) = s.lookup(&k, &span()).await.unwrap().unwrap();
+        assert!(hit.can_seek());
+        assert_eq!(hit.get_eviction_weight() as u64, s.totals().bytes);
+        hit.seek(10, Some(20)).unwrap(); // end exclusive, as pingora's Range<usize>
+        assert_eq!(read_all(&mut hit).await, &b[10..20]);
+        hit.seek(70_000, None).unwrap();
+        assert_eq!(read_all(&mut hit).await, &b[70_000..]);
+        hit.seek(299_990, Some(400_000)).unwrap();
+        assert_eq!(read_all(&mut hit).await, &b[299_990..]);
+        assert!(hit.seek(300_000, None).is_err());
+        hit.seek(0, Some(1)).unwrap();
+        assert_eq!(read_all(&mut hit).await, &b[..1]);
+    }
 }
 
 #[tokio::test]
 async fn purges_remove_one_or_every_variant() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = DiskStorage::open_uncached(dir.path(), settings()).unwrap();
-    let url = "GET http://h/p";
-    let keys = [key(url), variant(url, "gzip"), variant(url, "br")];
-    for k in &keys {
-        store(s, k, "t", &body(1000, 0)).await;
-    }
-    let other = key("GET http://h/other");
-    store(s, &other, "t", &body(1000, 0)).await;
-    assert_eq!(s.totals().objects, 4);
+    // Served from the file, then (a second read) from the memory tier.
+    for cfg in [settings(), with_memory()] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = DiskStorage::open_uncached(dir.path(), cfg).unwrap();
+        let url = "GET http://h/p";
+        let keys = [key(url), variant(url, "gzip"), variant(url, "br")];
+        for k in &keys {
+            store(s, k, "t", &body(1000, 0)).await;
+        }
+        let other = key("GET http://h/other");
+        store(s, &other, "t", &body(1000, 0)).await;
+        assert_eq!(s.totals().objects, 4);
 
-    let (compact, sp) = (keys[1].to_compact(), span());
-    let target = PurgeTarget::Active(&compact);
-    let first = s.purge(target, PurgeType::Invalidation, &sp).await.unwrap();
-    assert_eq!(first, PurgeOutcome::Purged(None));
-    let again = s.purge(target, PurgeType::Invalidation, &sp).await.unwrap();
-    assert_eq!(again, PurgeOutcome::NotFound);
-    assert!(fetch(s, &keys[1]).await.is_none());
-    store(s, &keys[1], "t", &body(1000, 0)).await;
+        let (compact, sp) = (keys[1].to_compact(), span());
+        let target = PurgeTarget::Active(&compact);
+        let first = s.purge(target, PurgeType::Invalidation, &sp).await.unwrap();
+        assert_eq!(first, PurgeOutcome::Purged(None));
+        let again = s.purge(target, PurgeType::Invalidation, &sp).await.unwrap();
+        assert_eq!(again, PurgeOutcome::NotFound);
+        assert!(fetch(s, &keys[1]).await.is_none());
+        store(s, &keys[1], "t", &body(1000, 0)).await;
 
-    assert!(s.purge_key(&key(url)).await);
-    for k in &keys {
-        assert!(fetch(s, k).await.is_none());
-        assert!(!file_of(dir.path(), k).exists());
-    }
-    assert!(!s.purge_key(&key(url)).await);
-    assert_eq!(s.totals().objects, 1);
-    assert!(fetch(s, &other).await.is_some());
+        assert!(s.purge_key(&key(url)).await);
+        for k in &keys {
+            assert!(fetch(s, k).await.is_none());
+            assert!(!file_of(dir.path(), k).exists());
+        }
+        assert!(!s.purge_key(&key(url)).await);
+        assert_eq!(s.totals().objects, 1);
+        assert!(fetch(s, &other).await.is_some());
 
-    // Purged after a restart, before the loader reached the variants.
-    for k in &keys {
-        store(s, k, "t", &body(1000, 0)).await;
+        // Purged after a restart, before the loader reached the variants.
+        for k in &keys {
+            store(s, k, "t", &body(1000, 0)).await;
+        }
+        let s2 = DiskStorage::open_without_loader(dir.path(), settings()).unwrap();
+        assert!(s2.purge_key(&key(url)).await);
+        assert!(fetch(s2, &keys[2]).await.is_none());
+        s2.run_loader();
+        assert_eq!(s2.totals().objects, 1);
+        assert_eq!(object_files(dir.path()), vec![file_of(dir.path(), &other)]);
     }
-    let s2 = DiskStorage::open_without_loader(dir.path(), settings()).unwrap();
-    assert!(s2.purge_key(&key(url)).await);
-    assert!(fetch(s2, &keys[2]).await.is_none());
-    s2.run_loader();
-    assert_eq!(s2.totals().objects, 1);
-    assert_eq!(object_files(dir.path()), vec![file_of(dir.path(), &other)]);
 }
 
 #[tokio::test]
 async fn update_meta_and_expire_keep_the_body() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = DiskStorage::open_uncached(dir.path(), settings()).unwrap();
-    let k = key("revalidated");
-    let b = body(150_000, 3);
-    store(s, &k, "old", &b).await;
-    assert!(s
-        .update_meta(&k, &meta("new, longer"), &span())
-        .await
-        .unwrap());
-    assert_eq!(fetch(s, &k).await, Some(("new, longer".into(), b.clone())));
-    let file_len = fs::metadata(file_of(dir.path(), &k)).unwrap().len();
-    assert_eq!(s.totals().bytes, file_len);
-    assert!(temp_files(dir.path()).is_empty());
-    assert!(!s
-        .update_meta(&key("absent"), &meta("x"), &span())
-        .await
-        .unwrap());
+    // Served from the file, then (a second read) from the memory tier.
+    for cfg in [settings(), with_memory()] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = DiskStorage::open_uncached(dir.path(), cfg).unwrap();
+        let k = key("revalidated");
+        let b = body(150_000, 3);
+        store(s, &k, "old", &b).await;
+        assert!(s
+            .update_meta(&k, &meta("new, longer"), &span())
+            .await
+            .unwrap());
+        assert_eq!(fetch(s, &k).await, Some(("new, longer".into(), b.clone())));
+        let file_len = fs::metadata(file_of(dir.path(), &k)).unwrap().len();
+        assert_eq!(s.totals().bytes, file_len);
+        assert!(temp_files(dir.path()).is_empty());
+        assert!(!s
+            .update_meta(&key("absent"), &meta("x"), &span())
+            .await
+            .unwrap());
 
-    let target = k.to_compact();
-    let outcome = s
-        .expire(PurgeTarget::Active(&target), &span())
-        .await
-        .unwrap();
-    assert_eq!(outcome, PurgeOutcome::Expired);
-    let (m, mut hit) = s.lookup(&k, &span()).await.unwrap().unwrap();
-    assert!(m.fresh_until() <= SystemTime::now());
-    assert_eq!(read_all(&mut hit).await, b);
+        let target = k.to_compact();
+        let outcome = s
+            .expire(PurgeTarget::Active(&target), &span())
+            .await
+            .unwrap();
+        assert_eq!(outcome, PurgeOutcome::Expired);
+        let (m, mut hit) = s.lookup(&k, &span()).await.unwrap().unwrap();
+        assert!(m.fresh_until() <= SystemTime::now());
+        assert_eq!(read_all(&mut hit).await, b);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
@@ -523,4 +541,80 @@ async fn failed_writes_store_nothing_and_keep_streaming() {
     assert!(fetch(s, &k).await.is_none());
     assert_eq!(s.totals().objects, 0);
     assert!(object_files(dir.path()).is_empty());
+}
+
+#[tokio::test]
+async fn the_memory_tier_serves_what_the_disk_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = DiskStorage::open_uncached(dir.path(), with_memory()).unwrap();
+    while !s.is_loaded() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let k = key("hot");
+    let b = body(200_000, 4);
+    store(s, &k, "v1", &b).await;
+    assert_eq!(s.totals().memory_bytes, 0, "stored objects wait for a read");
+    let (from_disk, mut hit) = s.lookup(&k, &span()).await.unwrap().unwrap();
+    assert_eq!(read_all(&mut hit).await, b);
+    let held = s.totals().memory_bytes;
+    assert!(held >= 200_000 && held < 210_000, "{held}");
+
+    // The second read does not touch the file: damaging it changes nothing served.
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(file_of(dir.path(), &k))
+        .unwrap();
+    f.set_len(HEADER_LEN as u64).unwrap();
+    assert_eq!(fetch(s, &k).await, Some(("v1".into(), b.clone())));
+    let (m, mut hit) = s.lookup(&k, &span()).await.unwrap().unwrap();
+    // The same meta as the file's, field by field.
+    assert_eq!(m.fresh_until(), from_disk.fresh_until());
+    assert_eq!(m.created(), from_disk.created());
+    assert_eq!(m.updated(), from_disk.updated());
+    assert_eq!(m.variance(), from_disk.variance());
+    assert_eq!(m.serialize().unwrap(), from_disk.serialize().unwrap());
+    hit.seek(199_999, None).unwrap();
+    assert_eq!(read_all(&mut hit).await, &b[199_999..]);
+
+    // A new version replaces the copy.
+    let b2 = body(1000, 5);
+    store(s, &k, "v2", &b2).await;
+    assert_eq!(s.totals().memory_bytes, 0);
+    assert_eq!(fetch(s, &k).await, Some(("v2".into(), b2.clone())));
+    assert!(s.totals().memory_bytes > 0);
+    assert_eq!(fetch(s, &k).await, Some(("v2".into(), b2.clone())));
+    // A revalidation's new meta too.
+    assert!(s.update_meta(&k, &meta("v3"), &span()).await.unwrap());
+    assert_eq!(fetch(s, &k).await, Some(("v3".into(), b2.clone())));
+    assert_eq!(fetch(s, &k).await, Some(("v3".into(), b2.clone())));
+    // A purge removes it.
+    assert!(s.purge_key(&k).await);
+    assert!(fetch(s, &k).await.is_none());
+    assert_eq!(s.totals().memory_bytes, 0);
+
+    // Larger than an eighth of the tier (1 MiB here): streamed from the file every time.
+    let big = key("big");
+    let bb = body(1_100_000, 6);
+    store(s, &big, "t", &bb).await;
+    for _ in 0..2 {
+        assert_eq!(fetch(s, &big).await, Some(("t".into(), bb.clone())));
+        assert_eq!(s.totals().memory_bytes, 0);
+    }
+
+    // The tier's bound: 8 MiB of 200 KB copies, least recently read dropped first.
+    for i in 0..60u8 {
+        let k = key(&format!("many{i}"));
+        store(s, &k, "t", &body(200_000, i)).await;
+        assert!(fetch(s, &k).await.is_some());
+        assert!(s.totals().memory_bytes <= 8 << 20);
+    }
+    assert!(s.totals().memory_bytes > 7 << 20);
+    // Eviction from the disk drops the copies; turning the tier off drops them all.
+    s.set_settings(DiskSettings {
+        max_size: 1_000_000,
+        ..with_memory()
+    });
+    assert!(s.totals().memory_bytes < 1_000_000);
+    s.set_settings(settings());
+    assert_eq!(s.totals().memory_bytes, 0);
 }

@@ -274,6 +274,7 @@ impl Admin {
                         "bytes": z.bytes,
                         "hit_ratio": ratio,
                         "origin_bytes_saved": z.origin_bytes_saved,
+                        "memory_bytes": z.memory_bytes,
                     }),
                 )
             })

@@ -474,6 +474,12 @@ async fn read_endpoints_answer_with_every_contract_field() {
     assert!(c["bytes"].as_u64().unwrap() >= hit.body.len() as u64, "{s}");
     assert_eq!(c["hit_ratio"].as_f64(), Some(0.5), "{s}");
     assert_eq!(c["origin_bytes_saved"], hit.body.len() as u64, "{s}");
+    // The HIT was read from the file and is now in the memory tier too.
+    let mem = c["memory_bytes"].as_u64().unwrap();
+    assert!(
+        mem >= hit.body.len() as u64 && mem < hit.body.len() as u64 + 4096,
+        "{s}"
+    );
     assert_eq!(s["caches"].as_object().unwrap().len(), 1, "{s}");
 
     let servers = s["upstreams"]["o"].as_array().unwrap();

@@ -5,17 +5,56 @@
 //! here with eviction and the sweeper). While the loader runs, objects removed (purged,
 //! evicted, swept) are remembered as tombstones so the loader does not bring back an object it
 //! read just before it was removed; until it is done, an index miss checks the disk.
+//!
+//! It also keeps the zone's memory tier: the decoded header and the body of recently read
+//! small objects ([`Hot`]), in an LRU of their own bounded by `caches.NAME.memory`. A hot copy
+//! lives and dies with its index entry: every insert, removal and meta rewrite of a key drops
+//! its copy, and a copy read from a file is only admitted while the entry it was read under
+//! is still the current one (its generation), so memory never serves what the disk no
+//! longer holds.
 
 use super::file::{self, FormatError, Hash, Header};
 use super::storage::DiskStorage;
+use bytes::Bytes;
 use log::{debug, info, warn};
 use lru::LruCache;
+use pingora::http::ResponseHeader;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+/// The largest body kept in memory (and never more than an eighth of the memory tier).
+pub const HOT_MAX_BODY: u64 = 1024 * 1024;
+
+/// A stored object's copy in memory: what a HIT needs without touching the disk.
+#[derive(Debug)]
+pub struct Hot {
+    /// The serialized internal meta (freshness, variance; cheap to decode).
+    pub internal: Vec<u8>,
+    /// The decoded response header (its stored form is zstd-compressed).
+    pub header: ResponseHeader,
+    /// The whole body.
+    pub body: Bytes,
+    /// The size of the object's file.
+    pub file_len: u64,
+}
+
+impl Hot {
+    /// Bytes charged to the memory tier: the body, the meta and an estimate of the header.
+    fn cost(&self) -> u64 {
+        let header: usize = self
+            .header
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 32)
+            .sum();
+        (self.body.len() + self.internal.len() + header + 256) as u64
+    }
+}
 
 /// What the index knows of one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +65,8 @@ pub struct Entry {
     pub last_access: Instant,
     /// Its primary hash (equal to its key when it has no variance).
     pub primary: Hash,
+    /// Changes whenever the key's file is replaced or rewritten (set by the index).
+    pub gen: u64,
 }
 
 impl Entry {
@@ -35,6 +76,7 @@ impl Entry {
             size,
             last_access: Instant::now(),
             primary,
+            gen: 0,
         }
     }
 }
@@ -66,6 +108,14 @@ pub struct Index {
     bytes: u64,
     /// `Some` while the loader runs.
     loading: Option<Tombstones>,
+    /// The last generation given to an entry.
+    gen: u64,
+    /// The memory tier, least recently read last.
+    hot: LruCache<Hash, Arc<Hot>>,
+    /// Bytes charged to the memory tier.
+    hot_bytes: u64,
+    /// The memory tier's bound (`caches.NAME.memory`; 0: off).
+    hot_budget: u64,
 }
 
 impl Index {
@@ -76,6 +126,10 @@ impl Index {
             variants: HashMap::new(),
             bytes: 0,
             loading: loading.then(Tombstones::default),
+            gen: 0,
+            hot: LruCache::unbounded(),
+            hot_bytes: 0,
+            hot_budget: 0,
         }
     }
 
@@ -122,7 +176,10 @@ impl Index {
     }
 
     /// Indexes `key` as the most recently used, replacing (and returning) what was there.
-    pub fn insert(&mut self, key: Hash, entry: Entry) -> Option<Entry> {
+    pub fn insert(&mut self, key: Hash, mut entry: Entry) -> Option<Entry> {
+        self.gen += 1;
+        entry.gen = self.gen;
+        self.drop_hot(&key);
         let old = self.lru.push(key, entry).and_then(|(k, old)| {
             // push returns the replaced entry for the same key (the index is unbounded).
             (k == key).then_some(old)
@@ -147,9 +204,65 @@ impl Index {
             Some(e) => {
                 self.bytes = self.bytes.saturating_sub(e.size).saturating_add(size);
                 e.size = size;
+                self.gen += 1;
+                e.gen = self.gen;
+                self.drop_hot(key);
                 true
             }
             None => false,
+        }
+    }
+
+    /// Bounds the memory tier to `budget` bytes (0 turns it off), dropping copies beyond.
+    pub fn set_hot_budget(&mut self, budget: u64) {
+        self.hot_budget = budget;
+        self.shrink_hot();
+    }
+
+    /// The largest body the memory tier takes (0: none).
+    pub fn hot_max_body(&self) -> u64 {
+        HOT_MAX_BODY.min(self.hot_budget / 8)
+    }
+
+    /// Bytes held by the memory tier.
+    pub fn hot_bytes(&self) -> u64 {
+        self.hot_bytes
+    }
+
+    /// The memory copy of `key`, marked most recently read.
+    pub fn get_hot(&mut self, key: &Hash) -> Option<Arc<Hot>> {
+        self.hot.get(key).cloned()
+    }
+
+    /// Keeps `hot`, read from the file of `key` while its entry had generation `gen`; false
+    /// (nothing kept) when the entry changed since, or the object is too large.
+    pub fn put_hot(&mut self, key: &Hash, gen: u64, hot: Arc<Hot>) -> bool {
+        let current = self.lru.peek(key).is_some_and(|e| e.gen == gen);
+        if !current || hot.body.len() as u64 > self.hot_max_body() {
+            return false;
+        }
+        self.drop_hot(key);
+        self.hot_bytes += hot.cost();
+        self.hot.push(*key, hot);
+        self.shrink_hot();
+        true
+    }
+
+    fn drop_hot(&mut self, key: &Hash) {
+        if let Some(h) = self.hot.pop(key) {
+            self.hot_bytes = self.hot_bytes.saturating_sub(h.cost());
+        }
+    }
+
+    fn shrink_hot(&mut self) {
+        while self.hot_bytes > self.hot_budget {
+            match self.hot.pop_lru() {
+                Some((_, h)) => self.hot_bytes = self.hot_bytes.saturating_sub(h.cost()),
+                None => {
+                    self.hot_bytes = 0;
+                    break;
+                }
+            }
         }
     }
 
@@ -185,6 +298,7 @@ impl Index {
         if let Some(t) = &mut self.loading {
             t.keys.insert(*key);
         }
+        self.drop_hot(key);
         let e = self.lru.pop(key)?;
         self.bytes = self.bytes.saturating_sub(e.size);
         self.unlink_variant(key, &e.primary);
@@ -310,6 +424,7 @@ impl DiskStorage {
                 size: h.file_len(),
                 last_access: self.opened,
                 primary: h.primary,
+                gen: 0,
             };
             if index.insert_loaded(h.key, entry) == LoadDecision::Delete
                 && file::inode(&path) == Some(ino)
@@ -445,7 +560,70 @@ mod tests {
             size,
             last_access: Instant::now(),
             primary: [primary; 16],
+            gen: 0,
         }
+    }
+
+    fn hot(body: usize) -> Arc<Hot> {
+        Arc::new(Hot {
+            internal: Vec::new(),
+            header: ResponseHeader::build(200, None).unwrap(),
+            body: Bytes::from(vec![7u8; body]),
+            file_len: body as u64 + 100,
+        })
+    }
+
+    fn gen(i: &Index, key: u8) -> u64 {
+        i.peek(&[key; 16]).map(|e| e.gen).unwrap()
+    }
+
+    #[test]
+    fn the_memory_tier_follows_the_entries_and_its_budget() {
+        let mut i = Index::new(false);
+        // Off by default: nothing is kept.
+        i.insert([1; 16], e(10, 1));
+        assert!(!i.put_hot(&[1; 16], gen(&i, 1), hot(100)));
+        i.set_hot_budget(8 * 1000);
+        assert_eq!(i.hot_max_body(), 1000);
+        assert!(!i.put_hot(&[1; 16], gen(&i, 1), hot(1001)), "too large");
+        assert!(!i.put_hot(&[9; 16], 0, hot(10)), "not indexed");
+        assert!(i.put_hot(&[1; 16], gen(&i, 1), hot(900)));
+        assert_eq!(i.get_hot(&[1; 16]).map(|h| h.body.len()), Some(900));
+        // A copy read under an older generation is refused once the entry changed.
+        let old = gen(&i, 1);
+        i.insert([1; 16], e(10, 1));
+        assert!(i.get_hot(&[1; 16]).is_none(), "a new file drops the copy");
+        assert!(!i.put_hot(&[1; 16], old, hot(900)));
+        assert!(i.put_hot(&[1; 16], gen(&i, 1), hot(900)));
+        let before = gen(&i, 1);
+        assert!(i.set_size(&[1; 16], 11));
+        assert!(
+            i.get_hot(&[1; 16]).is_none(),
+            "a rewritten meta drops the copy"
+        );
+        assert!(!i.put_hot(&[1; 16], before, hot(900)));
+        assert!(i.put_hot(&[1; 16], gen(&i, 1), hot(900)));
+        i.remove(&[1; 16]);
+        assert!(i.get_hot(&[1; 16]).is_none(), "a removal drops the copy");
+        assert_eq!(i.hot_bytes(), 0);
+        // The budget: least recently read copies go first.
+        for k in 2..=20u8 {
+            i.insert([k; 16], e(10, k));
+            assert!(i.put_hot(&[k; 16], gen(&i, k), hot(900)));
+            assert!(i.hot_bytes() <= 8000);
+            i.get_hot(&[2; 16]); // 2 stays the most recently read
+        }
+        assert!(i.get_hot(&[2; 16]).is_some());
+        assert!(i.get_hot(&[3; 16]).is_none());
+        assert!(i.get_hot(&[20; 16]).is_some());
+        // Eviction from the index drops the copy too.
+        while i.pop_lru_if(|_| true).is_some() {}
+        assert_eq!(i.hot_bytes(), 0);
+        i.insert([1; 16], e(10, 1));
+        assert!(i.put_hot(&[1; 16], gen(&i, 1), hot(900)));
+        i.set_hot_budget(0);
+        assert!(i.get_hot(&[1; 16]).is_none());
+        assert_eq!(i.hot_bytes(), 0);
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! place under the same name between the index update and the unlink.
 
 use super::file::{self, BodyReader, Hash, Object, TempFile};
-use super::index::{Entry, Index};
+use super::index::{Entry, Hot, Index};
 use async_trait::async_trait;
 use bytes::Bytes;
 use log::{info, warn};
@@ -32,7 +32,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Largest chunk read from a file at once.
@@ -52,6 +52,8 @@ pub struct DiskSettings {
     pub inactive: Duration,
     /// Larger objects are not stored (they stream through).
     pub max_object_size: u64,
+    /// Bytes of recently read small objects also kept in memory (0: none).
+    pub memory: u64,
 }
 
 /// Counters of one zone.
@@ -63,6 +65,8 @@ pub struct Totals {
     pub bytes: u64,
     /// Body bytes served from the cache so far (what the origin did not have to send).
     pub bytes_served: u64,
+    /// Bytes of the objects' copies in memory now.
+    pub memory_bytes: u64,
 }
 
 /// A cache zone's objects on disk.
@@ -71,6 +75,7 @@ pub struct DiskStorage {
     max_size: AtomicU64,
     inactive_ms: AtomicU64,
     max_object_size: AtomicU64,
+    memory: AtomicU64,
     index: Mutex<Index>,
     /// When the zone was opened: the last access of every object the loader finds.
     pub(super) opened: Instant,
@@ -142,6 +147,7 @@ impl DiskStorage {
             max_size: AtomicU64::new(0),
             inactive_ms: AtomicU64::new(0),
             max_object_size: AtomicU64::new(0),
+            memory: AtomicU64::new(0),
             index: Mutex::new(Index::new(true)),
             opened: Instant::now(),
             bytes_served: AtomicU64::new(0),
@@ -165,6 +171,8 @@ impl DiskStorage {
         self.inactive_ms.store(inactive, Ordering::Relaxed);
         self.max_object_size
             .store(settings.max_object_size, Ordering::Relaxed);
+        self.memory.store(settings.memory, Ordering::Relaxed);
+        lock(&self.index).set_hot_budget(settings.memory);
         self.enforce_max_size();
     }
 
@@ -174,6 +182,7 @@ impl DiskStorage {
             max_size: self.max_size.load(Ordering::Relaxed),
             inactive: Duration::from_millis(self.inactive_ms.load(Ordering::Relaxed)),
             max_object_size: self.max_object_size.load(Ordering::Relaxed),
+            memory: self.memory.load(Ordering::Relaxed),
         }
     }
 
@@ -212,6 +221,7 @@ impl DiskStorage {
             objects: index.len() as u64,
             bytes: index.bytes(),
             bytes_served: self.bytes_served.load(Ordering::Relaxed),
+            memory_bytes: index.hot_bytes(),
         }
     }
 
@@ -372,23 +382,74 @@ impl DiskStorage {
     }
 }
 
+/// The serialized response header of the smallest valid meta: [`Hot::meta`] decodes the
+/// internal meta with it (cheap) instead of the object's own zstd-compressed header.
+fn placeholder_header() -> Option<&'static [u8]> {
+    static HEADER: OnceLock<Option<Vec<u8>>> = OnceLock::new();
+    HEADER
+        .get_or_init(|| {
+            let header = pingora::http::ResponseHeader::build(200, Some(0)).ok()?;
+            let t = SystemTime::UNIX_EPOCH;
+            CacheMeta::new(t, t, 0, 0, header)
+                .serialize()
+                .ok()
+                .map(|m| m.1)
+        })
+        .as_deref()
+}
+
+impl Hot {
+    /// A [`CacheMeta`] equal to the stored one, without decompressing a header.
+    fn meta(&self) -> Option<CacheMeta> {
+        let mut meta = CacheMeta::deserialize(&self.internal, placeholder_header()?).ok()?;
+        *meta.response_header_mut() = self.header.clone();
+        Some(meta)
+    }
+}
+
+/// A hit's body: read from the object's file, or a memory copy.
+enum HitBody {
+    File(BodyReader),
+    /// The whole body, and the range `pos..end` left to send.
+    Memory {
+        body: Bytes,
+        pos: usize,
+        end: usize,
+    },
+}
+
+impl HitBody {
+    fn memory(body: Bytes) -> HitBody {
+        let end = body.len();
+        HitBody::Memory { body, pos: 0, end }
+    }
+}
+
 /// Streams a stored object's body.
 struct DiskHit {
     zone: &'static DiskStorage,
-    body: BodyReader,
+    body: HitBody,
     file_len: u64,
 }
 
 #[async_trait]
 impl HandleHit for DiskHit {
     async fn read_body(&mut self) -> Result<Option<Bytes>> {
-        let chunk = self
-            .body
-            .read_chunk(CHUNK)
-            .or_err(FileReadError, "cache: cannot read the body")?;
+        let chunk = match &mut self.body {
+            HitBody::File(f) => f
+                .read_chunk(CHUNK)
+                .or_err(FileReadError, "cache: cannot read the body")?
+                .map(Bytes::from),
+            // Zero-copy: the client's writes get slices of the shared bytes.
+            HitBody::Memory { body, pos, end } => (*pos < *end).then(|| {
+                let from = *pos;
+                *pos = (*end).min(from + CHUNK);
+                body.slice(from..*pos)
+            }),
+        };
         let n = chunk.as_ref().map_or(0, |c| c.len() as u64);
         self.zone.bytes_served.fetch_add(n, Ordering::Relaxed);
-        Ok(chunk.map(Bytes::from))
+        Ok(chunk)
     }
 
     async fn finish(
@@ -406,9 +467,23 @@ impl HandleHit for DiskHit {
 
     /// `end` is exclusive: pingora's range filter passes the bounds of a `Range<usize>`.
     fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
-        self.body
-            .seek(start as u64, end.map(|e| e as u64))
-            .map_err(|e| Error::explain(InternalError, format!("cache: seek: {e}")))
+        match &mut self.body {
+            HitBody::File(f) => f
+                .seek(start as u64, end.map(|e| e as u64))
+                .map_err(|e| Error::explain(InternalError, format!("cache: seek: {e}"))),
+            HitBody::Memory { body, pos, end: to } => {
+                let len = body.len();
+                let end = end.map_or(len, |e| e.min(len));
+                if start >= len || start > end {
+                    return Error::e_explain(
+                        InternalError,
+                        format!("cache: seek: range {start}..{end} out of a {len} byte body"),
+                    );
+                }
+                (*pos, *to) = (start, end);
+                Ok(())
+            }
+        }
     }
 
     fn get_eviction_weight(&self) -> usize {
@@ -475,10 +550,21 @@ impl Storage for DiskStorage {
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
         let hash = key.combined_bin();
-        let (indexed, loading) = {
+        let (indexed, hot, loading, hot_max) = {
             let mut index = lock(&self.index);
-            (index.touch(&hash, Instant::now()), index.is_loading())
+            let indexed = index.touch(&hash, Instant::now());
+            let hot = indexed.and_then(|_| index.get_hot(&hash));
+            (indexed, hot, index.is_loading(), index.hot_max_body())
         };
+        if let Some(hit) = hot.as_deref().and_then(|h| Some((h.meta()?, h))) {
+            let (meta, hot) = hit;
+            let hit = DiskHit {
+                zone: self,
+                body: HitBody::memory(hot.body.clone()),
+                file_len: hot.file_len,
+            };
+            return Ok(Some((meta, Box::new(hit))));
+        }
         // Until the loader is done, an object not indexed yet may still be on disk.
         if indexed.is_none() && !loading {
             return Ok(None);
@@ -487,9 +573,31 @@ impl Storage for DiskStorage {
             return Ok(None);
         };
         let size = o.header.file_len();
+        let mut reader = BodyReader::new(f, &o.header);
         match indexed {
             Some(e) if e.size != size => {
                 lock(&self.index).set_size(&hash, size);
+            }
+            Some(e) if o.header.body_len <= hot_max => {
+                // Small and indexed: read it whole and keep a copy in memory.
+                let body = reader
+                    .read_chunk(o.header.body_len as usize)
+                    .or_err(FileReadError, "cache: cannot read the body")?
+                    .map(Bytes::from)
+                    .unwrap_or_default();
+                let hot = Arc::new(Hot {
+                    internal: o.meta.0,
+                    header: meta.response_header().clone(),
+                    body: body.clone(),
+                    file_len: size,
+                });
+                lock(&self.index).put_hot(&hash, e.gen, hot);
+                let hit = DiskHit {
+                    zone: self,
+                    body: HitBody::memory(body),
+                    file_len: size,
+                };
+                return Ok(Some((meta, Box::new(hit))));
             }
             Some(_) => {}
             None => {
@@ -502,10 +610,9 @@ impl Storage for DiskStorage {
                 }
             }
         }
-        let body = BodyReader::new(f, &o.header);
         let hit = DiskHit {
             zone: self,
-            body,
+            body: HitBody::File(reader),
             file_len: size,
         };
         Ok(Some((meta, Box::new(hit))))

@@ -18,6 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+/// `memory` when not given: the most recently read small objects up to 64 MiB.
+const DEFAULT_MEMORY: u64 = 64 * 1024 * 1024;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CacheZoneWire {
@@ -25,6 +28,7 @@ struct CacheZoneWire {
     max_size: Option<ConfigSize>,
     inactive: Option<ConfigDuration>,
     max_object_size: Option<ConfigSize>,
+    memory: Option<ConfigSize>,
     key: Option<String>,
     valid: Option<BTreeMap<String, ConfigDuration>>,
     use_stale: Option<Vec<String>>,
@@ -154,6 +158,8 @@ pub struct ZoneTotals {
     pub misses: u64,
     /// Body bytes served from the cache: what the origin did not have to send.
     pub origin_bytes_saved: u64,
+    /// Bytes of the objects' copies in memory now (`memory`).
+    pub memory_bytes: u64,
 }
 
 impl CacheZone {
@@ -166,6 +172,7 @@ impl CacheZone {
             hits: self.stats.hits(),
             misses: self.stats.misses(),
             origin_bytes_saved: t.bytes_served,
+            memory_bytes: t.memory_bytes,
         }
     }
 
@@ -337,6 +344,8 @@ pub fn build(name: &str, value: &Value, path: &str) -> Result<Arc<CacheZone>, Co
         // nginx's default `inactive` is 10 minutes.
         inactive: wire.inactive.map_or(Duration::from_secs(600), |d| d.0),
         max_object_size: wire.max_object_size.map_or(u64::MAX, |s| s.0),
+        // Never more than the zone may hold on disk.
+        memory: wire.memory.map_or(DEFAULT_MEMORY, |s| s.0).min(max_size),
     };
     if settings.inactive.is_zero() {
         errors.push(join(path, "inactive"), "must be longer than 0s");
