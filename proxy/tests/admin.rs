@@ -475,7 +475,8 @@ async fn read_endpoints_answer_with_every_contract_field() {
     assert_eq!(c["hit_ratio"].as_f64(), Some(0.5), "{s}");
     assert_eq!(c["origin_bytes_saved"], hit.body.len() as u64, "{s}");
     // The HIT was read from the file and is now in the memory tier too.
-    let mem = c["memory_bytes"].as_u64().unwrap();
+    let (mem, len) = (c["memory_bytes"].as_u64().unwrap(), hit.body.len() as u64);
+    assert!((len..len + 4096).contains(&mem), "{s}");
     assert!(
         mem >= hit.body.len() as u64 && mem < hit.body.len() as u64 + 4096,
         "{s}"
