@@ -587,6 +587,20 @@ async fn the_memory_tier_serves_what_the_disk_holds() {
     assert!(s.update_meta(&k, &meta("v3"), &span()).await.unwrap());
     assert_eq!(fetch(s, &k).await, Some(("v3".into(), b2.clone())));
     assert_eq!(fetch(s, &k).await, Some(("v3".into(), b2.clone())));
+    // A revalidated meta (its own `updated`) is rebuilt exactly from memory too.
+    let mut revalidated = meta("v4");
+    std::thread::sleep(Duration::from_millis(2));
+    let until = SystemTime::now() + Duration::from_secs(90);
+    revalidated.update_freshness(until, 5, 7);
+    assert_ne!(revalidated.updated(), revalidated.created());
+    assert!(s.update_meta(&k, &revalidated, &span()).await.unwrap());
+    for _ in 0..2 {
+        let (m, mut hit) = s.lookup(&k, &span()).await.unwrap().unwrap();
+        assert_eq!(m.serialize().unwrap(), revalidated.serialize().unwrap());
+        assert_eq!((m.updated(), tag(&m)), (revalidated.updated(), "v4".into()));
+        assert_eq!(read_all(&mut hit).await, b2);
+    }
+    assert!(s.totals().memory_bytes > 0);
     // A purge removes it.
     assert!(s.purge_key(&k).await);
     assert!(fetch(s, &k).await.is_none());

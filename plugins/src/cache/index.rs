@@ -35,12 +35,25 @@ pub const HOT_MAX_BODY: u64 = 1024 * 1024;
 pub struct Hot {
     /// The serialized internal meta (freshness, variance; cheap to decode).
     pub internal: Vec<u8>,
+    /// The internal meta's fields when [`pingora::cache::CacheMeta::new`] rebuilds it exactly
+    /// (never revalidated: no `updated` or epoch of its own): no decoding at all.
+    pub quick: Option<QuickMeta>,
     /// The decoded response header (its stored form is zstd-compressed).
     pub header: ResponseHeader,
     /// The whole body.
     pub body: Bytes,
     /// The size of the object's file.
     pub file_len: u64,
+}
+
+/// The fields of an internal meta that `CacheMeta::new` (plus a variance) rebuilds.
+#[derive(Debug, Clone, Copy)]
+pub struct QuickMeta {
+    pub fresh_until: SystemTime,
+    pub created: SystemTime,
+    pub stale_while_revalidate_sec: u32,
+    pub stale_if_error_sec: u32,
+    pub variance: Option<Hash>,
 }
 
 impl Hot {
@@ -567,6 +580,7 @@ mod tests {
     fn hot(body: usize) -> Arc<Hot> {
         Arc::new(Hot {
             internal: Vec::new(),
+            quick: None,
             header: ResponseHeader::build(200, None).unwrap(),
             body: Bytes::from(vec![7u8; body]),
             file_len: body as u64 + 100,

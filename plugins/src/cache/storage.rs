@@ -15,7 +15,7 @@
 //! place under the same name between the index update and the unlink.
 
 use super::file::{self, BodyReader, Hash, Object, TempFile};
-use super::index::{Entry, Hot, Index};
+use super::index::{Entry, Hot, Index, QuickMeta};
 use async_trait::async_trait;
 use bytes::Bytes;
 use log::{info, warn};
@@ -398,9 +398,44 @@ fn placeholder_header() -> Option<&'static [u8]> {
         .as_deref()
 }
 
+impl QuickMeta {
+    fn build(&self, header: pingora::http::ResponseHeader) -> CacheMeta {
+        let q = self;
+        let mut meta = CacheMeta::new(
+            q.fresh_until,
+            q.created,
+            q.stale_while_revalidate_sec,
+            q.stale_if_error_sec,
+            header,
+        );
+        if let Some(v) = q.variance {
+            meta.set_variance(v);
+        }
+        meta
+    }
+
+    /// The quick form of `meta` when it rebuilds exactly what `internal` (its serialized
+    /// internal part) holds; checked once, when the copy is made.
+    fn of(meta: &CacheMeta, internal: &[u8]) -> Option<QuickMeta> {
+        let q = QuickMeta {
+            fresh_until: meta.fresh_until(),
+            created: meta.created(),
+            stale_while_revalidate_sec: meta.stale_while_revalidate_sec(),
+            stale_if_error_sec: meta.stale_if_error_sec(),
+            variance: meta.variance(),
+        };
+        let header = pingora::http::ResponseHeader::build(200, Some(0)).ok()?;
+        let rebuilt = q.build(header).serialize().ok()?;
+        (rebuilt.0 == internal).then_some(q)
+    }
+}
+
 impl Hot {
-    /// A [`CacheMeta`] equal to the stored one, without decompressing a header.
+    /// A [`CacheMeta`] equal to the stored one, without decompressing its header.
     fn meta(&self) -> Option<CacheMeta> {
+        if let Some(q) = &self.quick {
+            return Some(q.build(self.header.clone()));
+        }
         let mut meta = CacheMeta::deserialize(&self.internal, placeholder_header()?).ok()?;
         *meta.response_header_mut() = self.header.clone();
         Some(meta)
@@ -586,6 +621,7 @@ impl Storage for DiskStorage {
                     .map(Bytes::from)
                     .unwrap_or_default();
                 let hot = Arc::new(Hot {
+                    quick: QuickMeta::of(&meta, &o.meta.0),
                     internal: o.meta.0,
                     header: meta.response_header().clone(),
                     body: body.clone(),
