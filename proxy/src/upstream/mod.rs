@@ -19,7 +19,7 @@ use pingora::protocols::ALPN;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::WrappedX509;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -296,42 +296,19 @@ impl Upstream {
             String::new()
         };
         let mut p = HttpPeer::new(addr, spec.tls, sni);
-        p.group_key = worker_key();
         p.options.connection_timeout = Some(self.connect_timeout);
         p.options.read_timeout = Some(self.read_timeout);
         p.options.write_timeout = Some(self.read_timeout);
         p.options.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
         if spec.tls {
             p.options.ca = self.tls_ca.clone();
-            // Connections are not shared across `tls_ca` settings either.
-            p.group_key = mix(worker_key(), self.tls_group);
+            p.group_key = self.tls_group;
             if spec.http2 {
                 p.options.alpn = ALPN::H2H1;
             }
         }
         Some(p)
     }
-}
-
-/// The worker thread running this request, as a pool key: pooled upstream connections are
-/// kept per worker. Each worker is a runtime of its own (`work_stealing: false`), and a
-/// pooled connection is watched by a task on the worker that released it; taking it from
-/// another worker costs two cross-thread wake-ups per request and races Pingora's
-/// hand-over ("failed to acquire reusable stream", a new connection instead).
-fn worker_key() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    thread_local! {
-        static KEY: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    KEY.with(|k| *k)
-}
-
-/// One pool key of two (a 64-bit mix, so distinct pairs do not meet by accident).
-fn mix(a: u64, b: u64) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (a, b).hash(&mut h);
-    h.finish()
 }
 
 /// `IP:port`, or `name:port` resolved now. Returns the name (if any), the port and the
@@ -399,30 +376,6 @@ mod tests {
     /// A registered-style entry for an `IP:port` (no DNS).
     fn spec(addr: &str, tls: bool) -> (ServerSpec, Vec<SocketAddr>) {
         registration_spec(addr, tls).unwrap()
-    }
-
-    #[test]
-    fn pooled_connections_are_kept_per_worker_and_per_tls_ca() {
-        use pingora::upstreams::peer::Peer as _;
-        let (plain, addrs) = spec("127.0.0.1:9100", false);
-        let plain = Peer::new("o", plain, addrs);
-        let (tls, addrs) = spec("127.0.0.1:9443", true);
-        let tls = Peer::new("o", tls, addrs);
-        let mut u = Upstream::new("u", Pool::new(vec![], Balance::RoundRobin));
-        let key = |u: &Upstream, p: &Peer| u.http_peer(p).unwrap().reuse_hash();
-        let here = (key(&u, &plain), key(&u, &tls));
-        assert_eq!(
-            here,
-            (key(&u, &plain), key(&u, &tls)),
-            "one worker, one pool"
-        );
-        let there =
-            std::thread::scope(|s| s.spawn(|| (key(&u, &plain), key(&u, &tls))).join().unwrap());
-        assert_ne!(here.0, there.0);
-        assert_ne!(here.1, there.1);
-        u.tls_group = 42;
-        assert_ne!(key(&u, &tls), here.1, "another tls_ca, another pool");
-        assert_eq!(key(&u, &plain), here.0);
     }
 
     #[test]
