@@ -478,7 +478,7 @@ def soak_markdown(result):
         f"{meta.get('soak_sample', '?')} s."
     )
     lines.append("")
-    lines.append("| target | slices | requests | mean rps | p99 ms (worst slice) | errors | log lines above INFO | RSS MiB first / last / max | RSS trend MiB/h | fds first / last / max |")
+    lines.append("| target | slices | requests | mean rps | p99 ms (worst slice) | errors | log lines above INFO | RSS MiB first / last / max | RSS trend MiB/h (all / second half) | fds first / last / max |")
     lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |")
     for target in sorted({r["target"] for r in slices}):
         rs = [r for r in slices if r["target"] == target]
@@ -490,14 +490,21 @@ def soak_markdown(result):
         rss = [x["rss_kib"] / 1024 for x in ss] or [0]
         fds = [x["fds"] for x in ss] or [0]
         ts = [x["t_s"] for x in ss]
-        trend = None
-        if len(ts) > 2 and max(ts) > min(ts):
-            mt, mr = statistics.mean(ts), statistics.mean(rss)
-            trend = sum((t - mt) * (r - mr) for t, r in zip(ts, rss)) / sum((t - mt) ** 2 for t in ts) * 3600
+        def slope(ts, ys):
+            # Least squares, MiB per hour; None with too few samples.
+            if len(ts) <= 2 or max(ts) <= min(ts):
+                return None
+            mt, my = statistics.mean(ts), statistics.mean(ys)
+            return sum((t - mt) * (y - my) for t, y in zip(ts, ys)) / sum((t - mt) ** 2 for t in ts) * 3600
+
+        trend = slope(ts, rss)
+        # The second half leaves out the warm-up (the cache's index and memory tier filling).
+        half = [(t, r) for t, r in zip(ts, rss) if ts and t >= (min(ts) + max(ts)) / 2]
+        trend2 = slope([t for t, _ in half], [r for _, r in half])
         logs = sum(v.get("count", 0) for k, v in (meta.get("logs") or {}).items() if k.endswith("/" + target))
         lines.append(
             f"| {target} | {len(rs)} | {reqs:,} | {reqs / secs if secs else 0:,.0f} | {p99:.2f} | {errs} | {logs} | "
-            f"{rss[0]:.1f} / {rss[-1]:.1f} / {max(rss):.1f} | {fmt(trend, '+.1f')} | {fds[0]} / {fds[-1]} / {max(fds)} |"
+            f"{rss[0]:.1f} / {rss[-1]:.1f} / {max(rss):.1f} | {fmt(trend, '+.1f')} / {fmt(trend2, '+.1f')} | {fds[0]} / {fds[-1]} / {max(fds)} |"
         )
     lines.append("")
     lines.append("| t s | target | RSS MiB | PSS MiB | fds |")
