@@ -145,12 +145,85 @@ pub fn reason_label(reason: &str) -> &'static str {
     }
 }
 
-/// A histogram observation for `route`.
-pub fn observe_duration(route: &str, seconds: f64) {
-    if let Ok(h) = metrics().duration.get_metric_with_label_values(&[route]) {
-        let h: Histogram = h;
-        h.observe(seconds);
+/// One route's series of `weir_requests_total` and `weir_request_duration_seconds`, each
+/// resolved on its first use and kept: a lookup by label values hashes the labels and takes
+/// the vector's lock, once per request otherwise. A series appears in `/metrics` when its
+/// first request is counted, as before.
+pub struct RouteMetrics {
+    duration: OnceLock<Histogram>,
+    /// `weir_requests_total{status}` for [`COMMON_STATUSES`], in that order.
+    requests: [OnceLock<IntCounter>; COMMON_STATUSES.len()],
+}
+
+/// The statuses whose counters a route keeps; others are looked up per request.
+const COMMON_STATUSES: [u16; 16] = [
+    200, 204, 206, 301, 302, 304, 400, 401, 403, 404, 413, 429, 500, 502, 503, 504,
+];
+
+/// The series of requests that matched no route (`route="-"`).
+pub static NO_ROUTE: RouteMetrics = RouteMetrics::new();
+
+impl RouteMetrics {
+    /// Nothing resolved yet.
+    pub const fn new() -> Self {
+        RouteMetrics {
+            duration: OnceLock::new(),
+            requests: [const { OnceLock::new() }; COMMON_STATUSES.len()],
+        }
     }
+
+    /// Counts one request of `route` (this route's name) answered with `status` (0: none).
+    pub fn count(&self, route: &str, status: u16) {
+        let resolve = || {
+            let text = http::StatusCode::from_u16(status).ok();
+            // A valid code's text is a static table entry: no allocation.
+            let text = text.as_ref().map_or("0", |c| c.as_str());
+            metrics()
+                .requests
+                .get_metric_with_label_values(&[route, text])
+                .ok()
+        };
+        match COMMON_STATUSES.iter().position(|s| *s == status) {
+            Some(i) => {
+                if let Some(c) = self.requests.get(i).and_then(|cell| kept(cell, resolve)) {
+                    c.inc();
+                }
+            }
+            None => {
+                if let Some(c) = resolve() {
+                    c.inc();
+                }
+            }
+        }
+    }
+
+    /// Observes one request of `route` that took `seconds`.
+    pub fn observe_duration(&self, route: &str, seconds: f64) {
+        let resolve = || {
+            metrics()
+                .duration
+                .get_metric_with_label_values(&[route])
+                .ok()
+        };
+        if let Some(h) = kept(&self.duration, resolve) {
+            h.observe(seconds);
+        }
+    }
+}
+
+impl Default for RouteMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The handle in `cell`, resolving it on first use; `None` when it cannot be resolved.
+fn kept<T>(cell: &OnceLock<T>, resolve: impl FnOnce() -> Option<T>) -> Option<&T> {
+    if let Some(v) = cell.get() {
+        return Some(v);
+    }
+    let v = resolve()?;
+    Some(cell.get_or_init(|| v))
 }
 
 /// Sets `weir_upstream_server_up` from the current servers (called when `/metrics` is read).

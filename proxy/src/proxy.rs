@@ -9,8 +9,9 @@ use crate::access_log::LogRecord;
 use crate::cache::{self, CacheState};
 
 mod failover;
+mod forwarded;
 use crate::config::{Config, ServerSettings};
-use crate::metrics::{metrics, observe_duration};
+use crate::metrics::{metrics, NO_ROUTE};
 use crate::request_limits;
 use crate::router::{Route, Target};
 use crate::state::{InflightGuard, Shared};
@@ -304,38 +305,18 @@ impl ProxyHttp for Weir {
         request: &mut RequestHeader,
         ctx: &mut RequestState,
     ) -> Result<()> {
-        if let Some(ip) = ctx.client_ip {
-            // nginx $proxy_add_x_forwarded_for: the client's list plus the peer. The address
-            // is formatted once and shared by both headers.
-            let ip = ip.to_string();
-            let prev = request
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok());
-            let xff = match prev {
-                Some(prev) if !prev.is_empty() => format!("{prev}, {ip}"),
-                _ => ip.clone(),
-            };
-            request.insert_header("X-Forwarded-For", xff)?;
-            request.insert_header("X-Real-IP", ip)?;
-        }
-        let proto = if is_tls(session) { "https" } else { "http" };
-        request.insert_header("X-Forwarded-Proto", http::HeaderValue::from_static(proto))?;
+        forwarded::add_forwarding_headers(request, ctx.client_ip, is_tls(session))?;
         if request.headers.get(http::header::HOST).is_none() {
             // HTTP/2 clients send :authority; an HTTP/1.1 upstream needs Host.
-            if let Some(authority) = request.uri.authority().map(|a| a.as_str().to_owned()) {
-                request.insert_header(http::header::HOST, authority)?;
+            if let Some(authority) = request.uri.authority() {
+                let host = http::HeaderValue::from_str(authority.as_str());
+                let host = host.or_err(ErrorType::InvalidHTTPHeader, "authority as Host")?;
+                request.insert_header(http::header::HOST, host)?;
             }
         }
-        // Hop-by-hop headers are the client's business, not the upstream's: a client's
-        // `Connection: close` must not cost the pooled upstream connection. Upgrades keep them.
+        // Upgrades keep their hop-by-hop headers.
         if !session.is_upgrade_req() {
-            for name in ["connection", "keep-alive", "proxy-connection"] {
-                // Checking first skips the case-preserving map's work in the common case.
-                if request.headers.contains_key(name) {
-                    request.remove_header(name);
-                }
-            }
+            forwarded::remove_hop_by_hop(request);
         }
         if let Some(route) = &ctx.route {
             if route.target.upstream().keepalive == 0 {
@@ -498,16 +479,9 @@ impl ProxyHttp for Weir {
         let sent = session.body_bytes_sent() as u64;
         let from_upstream = session.upstream_body_bytes_received() as u64;
         let m = metrics();
-        // A valid code's text is a static table entry: no allocation per request.
-        let code = http::StatusCode::from_u16(status).ok();
-        let status_text = code.as_ref().map_or("0", |c| c.as_str());
-        if let Ok(c) = m
-            .requests
-            .get_metric_with_label_values(&[route, status_text])
-        {
-            c.inc();
-        }
-        observe_duration(route, ctx.started.elapsed().as_secs_f64());
+        let route_metrics = ctx.route.as_ref().map_or(&NO_ROUTE, |r| &r.metrics);
+        route_metrics.count(route, status);
+        route_metrics.observe_duration(route, ctx.started.elapsed().as_secs_f64());
         m.bytes_sent.inc_by(sent);
         m.bytes_received.inc_by(ctx.request_body_bytes);
         let cache_status = cache::status(session, &ctx.cache);

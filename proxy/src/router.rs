@@ -3,6 +3,7 @@
 //! Host patterns are lower-cased at load time; the request path compares bytes without
 //! allocating.
 
+use crate::metrics::RouteMetrics;
 use crate::upstream::Upstream;
 use std::sync::Arc;
 use weir_plugins::cache::CachePlugin;
@@ -85,6 +86,8 @@ pub struct Route {
     pub target: Target,
     /// The plugin chain, in YAML order.
     pub plugins: Vec<Arc<dyn Plugin>>,
+    /// Its request counters and duration histogram.
+    pub metrics: RouteMetrics,
 }
 
 impl Route {
@@ -135,34 +138,41 @@ impl Router {
 /// compare without case).
 /// `None` when the value is not a valid host (the caller answers 400).
 pub fn normalize_host(raw: &[u8]) -> Option<&str> {
-    let s = std::str::from_utf8(raw).ok()?;
-    let host = if let Some(rest) = s.strip_prefix('[') {
+    if raw.first() == Some(&b'[') {
         // [v6]:port
-        let end = rest.find(']')?;
-        let after = &rest[end + 1..];
-        if !(after.is_empty() || after.strip_prefix(':').is_some_and(valid_port)) {
+        let s = std::str::from_utf8(raw).ok()?;
+        let end = s.find(']')?;
+        let after = &raw[end + 1..];
+        if !(after.is_empty() || after.strip_prefix(b":").is_some_and(valid_port)) {
             return None;
         }
-        return Some(&s[..end + 2]);
-    } else {
-        match s.rsplit_once(':') {
-            Some((h, port)) if valid_port(port) => h,
-            Some(_) => return None,
-            None => s,
-        }
+        return Some(&s[..=end]);
+    }
+    // Runs per request: one pass over the bytes, no string searcher.
+    let host = match raw.iter().rposition(|b| *b == b':') {
+        Some(colon) if valid_port(&raw[colon + 1..]) => &raw[..colon],
+        Some(_) => return None,
+        None => raw,
     };
-    let host = host.strip_suffix('.').unwrap_or(host);
+    let host = host.strip_suffix(b".").unwrap_or(host);
+    let mut prev = 0u8;
     let ok = !host.is_empty()
         && host.len() <= 255
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-        && !host.contains("..");
-    ok.then_some(host)
+        && host.iter().all(|&b| {
+            let allowed = b.is_ascii_alphanumeric()
+                || matches!(b, b'-' | b'_')
+                || (b == b'.' && prev != b'.');
+            prev = b;
+            allowed
+        });
+    if !ok {
+        return None;
+    }
+    std::str::from_utf8(host).ok()
 }
 
-fn valid_port(p: &str) -> bool {
-    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+fn valid_port(p: &[u8]) -> bool {
+    !p.is_empty() && p.len() <= 5 && p.iter().all(u8::is_ascii_digit)
 }
 
 #[cfg(test)]

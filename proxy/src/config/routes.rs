@@ -1,5 +1,6 @@
 //! The `routes:` list: what to match, where to send it, and the plugin chain.
 
+use crate::metrics::RouteMetrics;
 use crate::router::{HostPattern, Route, Target};
 use crate::upstream::Upstream;
 use serde::Deserialize;
@@ -140,6 +141,7 @@ pub fn build(i: usize, value: &Value, path: &str, refs: &RouteRefs) -> Result<Ro
             path_prefix,
             target,
             plugins,
+            metrics: RouteMetrics::default(),
         }),
         _ => Err(errors),
     }

@@ -160,12 +160,7 @@ pub(super) fn next_peer(session: &mut Session, ctx: &mut RequestState) -> Result
         return Err(http_error(502, "the server has no address"));
     };
     ctx.upstream = peer.addr();
-    if let Ok(c) = metrics()
-        .attempts
-        .get_metric_with_label_values(&[&upstream.name, &peer.spec.addr])
-    {
-        c.inc();
-    }
+    peer.count_attempt(&upstream.name);
     ctx.attempt = Some(peer);
     Ok(Box::new(http_peer))
 }

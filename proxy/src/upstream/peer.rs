@@ -6,9 +6,10 @@
 //! state survives `SIGHUP`.
 
 use arc_swap::ArcSwap;
+use prometheus::IntCounter;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 /// A server entry as configured (or registered).
@@ -92,6 +93,8 @@ pub struct Peer {
     counts: Mutex<CheckCounts>,
     last_change: Mutex<Option<StateChange>>,
     last_check: Mutex<Option<SystemTime>>,
+    /// Its `weir_upstream_attempts_total` series, resolved on its first attempt.
+    attempts: OnceLock<IntCounter>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -111,6 +114,24 @@ impl Peer {
                 reason: "configured".into(),
             })),
             last_check: Mutex::new(None),
+            attempts: OnceLock::new(),
+        }
+    }
+
+    /// Counts one attempt in `weir_upstream_attempts_total{upstream,server}`. A server
+    /// belongs to one upstream (a reload carries it over only within the same name), so the
+    /// series is looked up once rather than per request.
+    pub fn count_attempt(&self, upstream: &str) {
+        let counter = match self.attempts.get() {
+            Some(c) => Some(c),
+            None => crate::metrics::metrics()
+                .attempts
+                .get_metric_with_label_values(&[upstream, &self.spec.addr])
+                .ok()
+                .map(|c| self.attempts.get_or_init(|| c)),
+        };
+        if let Some(c) = counter {
+            c.inc();
         }
     }
 
