@@ -7,6 +7,8 @@
 //! SIGINT and SIGQUIT start a graceful stop, and the process exits as soon as the requests in
 //! flight are done (or the grace period is over).
 
+mod idle_parking;
+
 use crate::access_log::AccessLog;
 use crate::admin::Admin;
 use crate::config::{self, Config};
@@ -15,6 +17,7 @@ use crate::state::{Inflight, Shared};
 use crate::traffic;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use idle_parking::IdleParking;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::prelude::*;
@@ -130,10 +133,14 @@ pub fn run(path: PathBuf, config: Config, registry: Registry) -> ! {
 
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Weir::new(shared.clone()),
-        "weir",
+    // What `http_proxy_service_with_name` builds, with plain HTTP/1 connections parked
+    // between requests (idle_parking.rs).
+    let mut proxy = pingora::services::listening::Service::new(
+        "weir".to_string(),
+        IdleParking::new(pingora::proxy::http_proxy(
+            &server.configuration,
+            Weir::new(shared.clone()),
+        )),
     );
     for l in &settings.listen {
         let addr = l.addr.to_string();
