@@ -32,7 +32,7 @@ use weir_plugins::respond::{client_for_log, path_for_log, respond_text};
 use weir_plugins::{Flow, RequestCtx};
 
 /// nginx's `keepalive_timeout` default: idle client connections close after 75 s.
-const CLIENT_KEEPALIVE_SECS: u64 = 75;
+pub(crate) const CLIENT_KEEPALIVE_SECS: u64 = 75;
 
 /// The proxy application Pingora runs.
 pub struct Weir {

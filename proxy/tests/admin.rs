@@ -388,10 +388,11 @@ where
     }
 }
 
-/// A cache zone `c` under `dir`.
+/// A cache zone `c` under `dir`, with a memory tier: purges, cleans and reloads must reach the
+/// copies in memory too.
 fn cache_zone(dir: &Path) -> String {
     format!(
-        "caches:\n  c: {{ path: {}, valid: {{ \"200\": 10m }} }}\n",
+        "caches:\n  c: {{ path: {}, valid: {{ \"200\": 10m }}, memory: 1MiB }}\n",
         dir.display()
     )
 }

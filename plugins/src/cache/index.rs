@@ -247,18 +247,23 @@ impl Index {
         self.hot.get(key).cloned()
     }
 
+    /// True when `key` is indexed with generation `gen` (its file was not replaced since).
+    pub fn is_current(&self, key: &Hash, gen: u64) -> bool {
+        self.lru.peek(key).is_some_and(|e| e.gen == gen)
+    }
+
     /// Keeps `hot`, read from the file of `key` while its entry had generation `gen`; false
-    /// (nothing kept) when the entry changed since, or the object is too large.
+    /// (nothing kept) when the entry changed since, or the object is too large for the tier.
     pub fn put_hot(&mut self, key: &Hash, gen: u64, hot: Arc<Hot>) -> bool {
-        let current = self.lru.peek(key).is_some_and(|e| e.gen == gen);
-        if !current || hot.body.len() as u64 > self.hot_max_body() {
+        let max = self.hot_max_body();
+        if max == 0 || !self.is_current(key, gen) || hot.body.len() as u64 > max {
             return false;
         }
         self.drop_hot(key);
         self.hot_bytes += hot.cost();
         self.hot.push(*key, hot);
         self.shrink_hot();
-        true
+        self.hot.contains(key)
     }
 
     fn drop_hot(&mut self, key: &Hash) {

@@ -352,6 +352,12 @@ impl DiskStorage {
         Ok(true)
     }
 
+    /// True when a copy of `key` read now (under generation `gen`) would be kept: only then
+    /// is a body read whole, so memory beyond `memory` is never spent on copies.
+    fn hot_wanted(&self, key: &Hash, gen: u64) -> bool {
+        lock(&self.index).is_current(key, gen)
+    }
+
     /// Publishes a complete temp file as its object; the object's size (0: not stored).
     fn commit(&self, t: TempFile) -> io::Result<u64> {
         let (tmp, header) = t.complete()?;
@@ -613,7 +619,9 @@ impl Storage for DiskStorage {
             Some(e) if e.size != size => {
                 lock(&self.index).set_size(&hash, size);
             }
-            Some(e) if o.header.body_len <= hot_max => {
+            Some(e)
+                if hot_max > 0 && o.header.body_len <= hot_max && self.hot_wanted(&hash, e.gen) =>
+            {
                 // Small and indexed: read it whole and keep a copy in memory.
                 let body = reader
                     .read_chunk(o.header.body_len as usize)

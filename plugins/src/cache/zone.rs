@@ -18,8 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-/// `memory` when not given: the most recently read small objects up to 64 MiB.
-const DEFAULT_MEMORY: u64 = 64 * 1024 * 1024;
+/// `memory` when not given: no memory tier (SPEC §7: objects are streamed, never held whole;
+/// the tier is an opt-in exception for small objects).
+const DEFAULT_MEMORY: u64 = 0;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

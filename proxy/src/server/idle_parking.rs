@@ -29,8 +29,8 @@ const FIRST_REQUEST_KEEPALIVE_SECS: u64 = 60;
 const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(FIRST_REQUEST_KEEPALIVE_SECS);
 
 /// How long a kept-alive connection may stay idle between requests: weir's client keepalive
-/// (`CLIENT_KEEPALIVE_SECS` in proxy.rs, nginx's `keepalive_timeout` 75 s).
-const NEXT_REQUEST_WAIT: Duration = Duration::from_secs(75);
+/// (nginx's `keepalive_timeout` 75 s), which `request_filter` gives every reusable session.
+const NEXT_REQUEST_WAIT: Duration = Duration::from_secs(crate::proxy::CLIENT_KEEPALIVE_SECS);
 
 /// An HTTP application `A` (weir's `HttpProxy`) whose plain HTTP/1 connections are parked
 /// between requests. TLS connections and h2c go through Pingora's own `process_new` as before.
@@ -69,14 +69,14 @@ where
         let (mut stream, mut settings) = (stream, None::<HttpPersistentSettings>);
         let mut first = true;
         loop {
-            // Between requests a stop closes the connection (Pingora's handle_new_request
-            // does the same); a new connection still gets its first request served.
-            let (wait, stop) = if first {
-                (FIRST_REQUEST_WAIT, None)
+            // A stop closes a connection waiting for its next (or first) request, as
+            // Pingora's handle_new_request does; bytes already there are served first.
+            let wait = if first {
+                FIRST_REQUEST_WAIT
             } else {
-                (NEXT_REQUEST_WAIT, Some(shutdown))
+                NEXT_REQUEST_WAIT
             };
-            if !next_request(&mut stream, wait, stop).await {
+            if !next_request(&mut stream, wait, Some(shutdown)).await {
                 return None;
             }
             let mut session = ServerSession::new_http1(stream);
