@@ -80,6 +80,8 @@ pub struct Entry {
     pub primary: Hash,
     /// Changes whenever the key's file is replaced or rewritten (set by the index).
     pub gen: u64,
+    /// Reads since it was indexed, halved now and then (the memory tier's admission).
+    pub reads: u32,
 }
 
 impl Entry {
@@ -90,6 +92,7 @@ impl Entry {
             last_access: Instant::now(),
             primary,
             gen: 0,
+            reads: 0,
         }
     }
 }
@@ -129,6 +132,8 @@ pub struct Index {
     hot_bytes: u64,
     /// The memory tier's bound (`caches.NAME.memory`; 0: off).
     hot_budget: u64,
+    /// Reads since the read counts were last halved.
+    reads_since_aging: u64,
 }
 
 impl Index {
@@ -143,6 +148,7 @@ impl Index {
             hot: LruCache::unbounded(),
             hot_bytes: 0,
             hot_budget: 0,
+            reads_since_aging: 0,
         }
     }
 
@@ -185,7 +191,18 @@ impl Index {
     pub fn touch(&mut self, key: &Hash, now: Instant) -> Option<Entry> {
         let e = self.lru.get_mut(key)?;
         e.last_access = now;
-        Some(*e)
+        e.reads = e.reads.saturating_add(1);
+        let e = *e;
+        // Counts are halved after about eight reads per object (TinyLFU's reset), so the
+        // memory tier follows popularity that changes; amortized O(1) per read.
+        self.reads_since_aging += 1;
+        if self.reads_since_aging > 8 * self.lru.len() as u64 + 1024 {
+            self.reads_since_aging = 0;
+            for (_, e) in self.lru.iter_mut() {
+                e.reads /= 2;
+            }
+        }
+        Some(e)
     }
 
     /// Indexes `key` as the most recently used, replacing (and returning) what was there.
@@ -252,11 +269,30 @@ impl Index {
         self.lru.peek(key).is_some_and(|e| e.gen == gen)
     }
 
+    /// Would the memory tier take a copy of `key` (read under generation `gen`) costing
+    /// `cost` bytes? Yes while there is room; when full, only if `key` was read more often
+    /// than the copy it would push out (the least recently read): a long tail of objects
+    /// read now and then does not churn the tier's popular copies (TinyLFU's idea).
+    pub fn admits(&self, key: &Hash, gen: u64, cost: u64) -> bool {
+        let max = self.hot_max_body();
+        let Some(e) = self.lru.peek(key).filter(|e| e.gen == gen) else {
+            return false;
+        };
+        if max == 0 || cost > max + 64 * 1024 {
+            return false;
+        }
+        if self.hot.contains(key) || self.hot_bytes + cost <= self.hot_budget {
+            return true;
+        }
+        let victim = self.hot.peek_lru().and_then(|(k, _)| self.lru.peek(k));
+        victim.is_none_or(|v| e.reads > v.reads)
+    }
+
     /// Keeps `hot`, read from the file of `key` while its entry had generation `gen`; false
     /// (nothing kept) when the entry changed since, or the object is too large for the tier.
     pub fn put_hot(&mut self, key: &Hash, gen: u64, hot: Arc<Hot>) -> bool {
         let max = self.hot_max_body();
-        if max == 0 || !self.is_current(key, gen) || hot.body.len() as u64 > max {
+        if hot.body.len() as u64 > max || !self.admits(key, gen, hot.cost()) {
             return false;
         }
         self.drop_hot(key);
@@ -443,6 +479,7 @@ impl DiskStorage {
                 last_access: self.opened,
                 primary: h.primary,
                 gen: 0,
+                reads: 0,
             };
             if index.insert_loaded(h.key, entry) == LoadDecision::Delete
                 && file::inode(&path) == Some(ino)
@@ -579,6 +616,7 @@ mod tests {
             last_access: Instant::now(),
             primary: [primary; 16],
             gen: 0,
+            reads: 0,
         }
     }
 
@@ -625,9 +663,13 @@ mod tests {
         i.remove(&[1; 16]);
         assert!(i.get_hot(&[1; 16]).is_none(), "a removal drops the copy");
         assert_eq!(i.hot_bytes(), 0);
-        // The budget: least recently read copies go first.
+        // The budget: least recently read copies go first, for a key read more often.
+        let now = Instant::now();
         for k in 2..=20u8 {
             i.insert([k; 16], e(10, k));
+            for _ in 0..k {
+                i.touch(&[k; 16], now);
+            }
             assert!(i.put_hot(&[k; 16], gen(&i, k), hot(900)));
             assert!(i.hot_bytes() <= 8000);
             i.get_hot(&[2; 16]); // 2 stays the most recently read
@@ -635,6 +677,19 @@ mod tests {
         assert!(i.get_hot(&[2; 16]).is_some());
         assert!(i.get_hot(&[3; 16]).is_none());
         assert!(i.get_hot(&[20; 16]).is_some());
+        // Full: a key read less often than the least recently read copy is not admitted.
+        i.insert([30; 16], e(10, 30));
+        i.touch(&[30; 16], now);
+        assert!(!i.admits(&[30; 16], gen(&i, 30), 1200));
+        assert!(!i.put_hot(&[30; 16], gen(&i, 30), hot(900)));
+        assert!(i.get_hot(&[30; 16]).is_none());
+        // Read counts are halved as reads go by: old popularity fades.
+        let before = i.peek(&[20; 16]).unwrap().reads;
+        for _ in 0..(8 * i.len() + 1100) {
+            i.touch(&[30; 16], now);
+        }
+        assert!(i.peek(&[20; 16]).unwrap().reads < before);
+        assert!(i.admits(&[30; 16], gen(&i, 30), 1200));
         // Eviction from the index drops the copy too.
         while i.pop_lru_if(|_| true).is_some() {}
         assert_eq!(i.hot_bytes(), 0);

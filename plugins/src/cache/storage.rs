@@ -354,8 +354,8 @@ impl DiskStorage {
 
     /// True when a copy of `key` read now (under generation `gen`) would be kept: only then
     /// is a body read whole, so memory beyond `memory` is never spent on copies.
-    fn hot_wanted(&self, key: &Hash, gen: u64) -> bool {
-        lock(&self.index).is_current(key, gen)
+    fn hot_wanted(&self, key: &Hash, gen: u64, body_len: u64) -> bool {
+        lock(&self.index).admits(key, gen, body_len)
     }
 
     /// Publishes a complete temp file as its object; the object's size (0: not stored).
@@ -620,7 +620,9 @@ impl Storage for DiskStorage {
                 lock(&self.index).set_size(&hash, size);
             }
             Some(e)
-                if hot_max > 0 && o.header.body_len <= hot_max && self.hot_wanted(&hash, e.gen) =>
+                if hot_max > 0
+                    && o.header.body_len <= hot_max
+                    && self.hot_wanted(&hash, e.gen, o.header.body_len) =>
             {
                 // Small and indexed: read it whole and keep a copy in memory.
                 let body = reader
