@@ -80,7 +80,8 @@ pub struct Entry {
     pub primary: Hash,
     /// Changes whenever the key's file is replaced or rewritten (set by the index).
     pub gen: u64,
-    /// Reads since it was indexed, halved now and then (the memory tier's admission).
+    /// Reads since it was indexed while the memory tier is on, halved now and then (its
+    /// admission).
     pub reads: u32,
 }
 
@@ -189,8 +190,12 @@ impl Index {
 
     /// Marks `key` read at `now` (most recently used); its entry when indexed.
     pub fn touch(&mut self, key: &Hash, now: Instant) -> Option<Entry> {
+        let counting = self.hot_budget > 0;
         let e = self.lru.get_mut(key)?;
         e.last_access = now;
+        if !counting {
+            return Some(*e); // read counts only serve the memory tier
+        }
         e.reads = e.reads.saturating_add(1);
         let e = *e;
         // Counts are halved after about eight reads per object (TinyLFU's reset), so the
