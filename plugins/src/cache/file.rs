@@ -267,6 +267,16 @@ pub fn read_object(file: &File, key: &Hash) -> Result<Object, FormatError> {
     })
 }
 
+/// Body bytes `start..end` of a `len`-byte body (`end` exclusive, clamped to the body; `None`:
+/// to the end); an error unless `start` is inside the body. What every hit's seek allows.
+pub fn body_range(start: u64, end: Option<u64>, len: u64) -> Result<(u64, u64), String> {
+    let end = end.map_or(len, |e| e.min(len));
+    if start >= len || start > end {
+        return Err(format!("range {start}..{end} out of a {len} byte body"));
+    }
+    Ok((start, end))
+}
+
 /// The lowercase hex of a hash.
 pub fn hex(h: &Hash) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -494,14 +504,7 @@ impl BodyReader {
     /// Restricts reading to body bytes `start..end` (`end` exclusive, clamped to the body;
     /// `None`: to the end). `start` must be inside the body.
     pub fn seek(&mut self, start: u64, end: Option<u64>) -> Result<(), String> {
-        let end = end.map_or(self.len, |e| e.min(self.len));
-        if start >= self.len || start > end {
-            return Err(format!(
-                "range {start}..{end} out of a {} byte body",
-                self.len
-            ));
-        }
-        (self.pos, self.end) = (start, end);
+        (self.pos, self.end) = body_range(start, end, self.len)?;
         Ok(())
     }
 

@@ -254,6 +254,11 @@ impl Index {
         self.shrink_hot();
     }
 
+    /// The memory tier's bound.
+    pub fn hot_budget(&self) -> u64 {
+        self.hot_budget
+    }
+
     /// The largest body the memory tier takes (0: none).
     pub fn hot_max_body(&self) -> u64 {
         HOT_MAX_BODY.min(self.hot_budget / 8)
@@ -533,7 +538,7 @@ impl DiskStorage {
 
     /// Evicts the least recently read objects until the total is within `max_size`.
     pub(super) fn enforce_max_size(&self) {
-        let max = self.settings().max_size;
+        let max = self.max_size();
         let freed = self.remove_while(|index| {
             let over = index.bytes() > max;
             over.then(|| index.pop_lru_if(|_| true)).flatten()

@@ -75,7 +75,7 @@ pub struct DiskStorage {
     max_size: AtomicU64,
     inactive_ms: AtomicU64,
     max_object_size: AtomicU64,
-    memory: AtomicU64,
+    /// The index, with the memory tier (whose budget is the `memory` setting).
     index: Mutex<Index>,
     /// When the zone was opened: the last access of every object the loader finds.
     pub(super) opened: Instant,
@@ -147,7 +147,6 @@ impl DiskStorage {
             max_size: AtomicU64::new(0),
             inactive_ms: AtomicU64::new(0),
             max_object_size: AtomicU64::new(0),
-            memory: AtomicU64::new(0),
             index: Mutex::new(Index::new(true)),
             opened: Instant::now(),
             bytes_served: AtomicU64::new(0),
@@ -171,9 +170,13 @@ impl DiskStorage {
         self.inactive_ms.store(inactive, Ordering::Relaxed);
         self.max_object_size
             .store(settings.max_object_size, Ordering::Relaxed);
-        self.memory.store(settings.memory, Ordering::Relaxed);
         lock(&self.index).set_hot_budget(settings.memory);
         self.enforce_max_size();
+    }
+
+    /// `max_size` in force (without the index lock [`DiskStorage::settings`] takes).
+    pub(super) fn max_size(&self) -> u64 {
+        self.max_size.load(Ordering::Relaxed)
     }
 
     /// The limits in force.
@@ -182,7 +185,7 @@ impl DiskStorage {
             max_size: self.max_size.load(Ordering::Relaxed),
             inactive: Duration::from_millis(self.inactive_ms.load(Ordering::Relaxed)),
             max_object_size: self.max_object_size.load(Ordering::Relaxed),
-            memory: self.memory.load(Ordering::Relaxed),
+            memory: lock(&self.index).hot_budget(),
         }
     }
 
@@ -508,23 +511,17 @@ impl HandleHit for DiskHit {
 
     /// `end` is exclusive: pingora's range filter passes the bounds of a `Range<usize>`.
     fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
+        let (start, end) = (start as u64, end.map(|e| e as u64));
         match &mut self.body {
-            HitBody::File(f) => f
-                .seek(start as u64, end.map(|e| e as u64))
-                .map_err(|e| Error::explain(InternalError, format!("cache: seek: {e}"))),
+            HitBody::File(f) => f.seek(start, end),
             HitBody::Memory { body, pos, end: to } => {
-                let len = body.len();
-                let end = end.map_or(len, |e| e.min(len));
-                if start >= len || start > end {
-                    return Error::e_explain(
-                        InternalError,
-                        format!("cache: seek: range {start}..{end} out of a {len} byte body"),
-                    );
-                }
-                (*pos, *to) = (start, end);
-                Ok(())
+                file::body_range(start, end, body.len() as u64).map(|(from, until)| {
+                    // Both within the body, which is in memory: they fit a usize.
+                    (*pos, *to) = (from as usize, until as usize);
+                })
             }
         }
+        .map_err(|e| Error::explain(InternalError, format!("cache: seek: {e}")))
     }
 
     fn get_eviction_weight(&self) -> usize {
