@@ -15,17 +15,16 @@ use crate::metrics::{metrics, NO_ROUTE};
 use crate::request_limits;
 use crate::router::{Route, Target};
 use crate::state::{InflightGuard, Shared};
-use crate::upstream::{Peer, Tried};
 use async_trait::async_trait;
 use bytes::Bytes;
-use failover::redirect;
+use failover::{redirect, Attempts};
 use pingora::cache::key::HashBinary;
 use pingora::cache::{CacheKey, CacheMeta, ForcedFreshness, HitHandler, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyWarnLogContext};
 use pingora::{ErrorSource, ErrorType};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir_plugins::respond::{client_for_log, path_for_log, respond_text};
@@ -51,23 +50,8 @@ pub struct RequestState {
     config: Arc<Config>,
     route: Option<Arc<Route>>,
     plugins: Option<RequestCtx>,
-    upstream: Option<SocketAddr>,
-    /// The server of the current attempt.
-    attempt: Option<Arc<Peer>>,
-    /// Servers this request tried.
-    tried: Tried,
-    /// The first pick found no usable server: down servers are tried in tier order.
-    all_down: bool,
-    /// When the first attempt started (`next_upstream_timeout`).
-    first_attempt: Option<Instant>,
-    /// The next attempt goes to the same server: its pooled connection had gone stale.
-    retry_same: bool,
-    /// A stale pooled connection was retried once already.
-    stale_retried: bool,
-    /// The current attempt was ended by weir because its status is in `next_upstream`.
-    status_retry: bool,
-    /// The response head went to the client: nothing is retried any more.
-    response_started: bool,
+    /// The attempts at the route's upstream servers (failover bookkeeping).
+    attempts: Attempts,
     /// The cache zone serving this request, if any.
     cache: CacheState,
     /// The client: the peer, or the address a trusted proxy named (see [`client_ip`]).
@@ -163,15 +147,7 @@ impl ProxyHttp for Weir {
             config: self.shared.config.load_full(),
             route: None,
             plugins: None,
-            upstream: None,
-            attempt: None,
-            tried: Tried::default(),
-            all_down: false,
-            first_attempt: None,
-            retry_same: false,
-            stale_retried: false,
-            status_retry: false,
-            response_started: false,
+            attempts: Attempts::default(),
             cache: CacheState::default(),
             client_ip: None,
             request_body_bytes: 0,
@@ -263,7 +239,7 @@ impl ProxyHttp for Weir {
         session: &mut Session,
         ctx: &mut RequestState,
     ) -> Result<Box<HttpPeer>> {
-        failover::next_peer(session, ctx)
+        ctx.attempts.next_peer(session, ctx.route.as_deref())
     }
 
     fn fail_to_connect(
@@ -271,12 +247,10 @@ impl ProxyHttp for Weir {
         session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut RequestState,
-        mut e: Box<Error>,
+        e: Box<Error>,
     ) -> Box<Error> {
-        // Nothing was sent: any method may go to the next server.
-        let retry = self.attempt_failed(session, ctx, &e, false);
-        e.set_retry(retry);
-        e
+        ctx.attempts
+            .connect_failed(session, ctx.route.as_deref(), e)
     }
 
     fn error_while_proxy(
@@ -287,7 +261,8 @@ impl ProxyHttp for Weir {
         ctx: &mut RequestState,
         client_reused: bool,
     ) -> Box<Error> {
-        failover::after_error(self, session, e, ctx, client_reused)
+        ctx.attempts
+            .after_error(session, ctx.route.as_deref(), e, client_reused)
     }
 
     async fn upstream_response_filter(
@@ -296,7 +271,8 @@ impl ProxyHttp for Weir {
         response: &mut ResponseHeader,
         ctx: &mut RequestState,
     ) -> Result<()> {
-        failover::on_response(session, response, ctx)
+        ctx.attempts
+            .on_response(session, ctx.route.as_deref(), response)
     }
 
     async fn upstream_request_filter(
@@ -323,7 +299,7 @@ impl ProxyHttp for Weir {
                 request.insert_header(http::header::CONNECTION, "close")?;
             }
         }
-        if let Some(host) = ctx.attempt.as_ref().and_then(|p| p.spec.host.as_deref()) {
+        if let Some(host) = ctx.attempts.server().and_then(|p| p.spec.host.as_deref()) {
             request.insert_header(http::header::HOST, host)?;
         }
         if let Some((route, plugin_ctx)) = ctx.chain() {
@@ -517,7 +493,7 @@ impl ProxyHttp for Weir {
             user_agent: header(http::header::USER_AGENT),
             host: header(http::header::HOST),
             route,
-            upstream: ctx.upstream,
+            upstream: ctx.attempts.addr(),
             duration: ctx.started.elapsed(),
             error: error.map(|e| e.to_string()),
             cache: cache_status,
