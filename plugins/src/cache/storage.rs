@@ -1,21 +1,25 @@
-//! `DiskStorage`: pingora-cache's `Storage` on the local disk.
+//! `DiskStorage`: pingora-cache's `Storage` on the local disk, with its hit and miss
+//! handlers.
 //!
-//! One file per object (format in [`super::file`]) under the zone directory, an in-memory
-//! index ([`super::index`]) rebuilt by a background loader at startup, LRU eviction to
-//! `max_size` after every stored object, and a sweeper thread removing objects not read for
-//! `inactive`.
+//! One file per object (format in [`super::file`]) under the zone directory
+//! ([`super::zone_dir`]), a catalog of them ([`super::catalog`]: the LRU index and the memory
+//! tier) rebuilt by a background loader at startup, LRU eviction to `max_size` after every
+//! stored object, and a sweeper thread removing objects not read for `inactive`
+//! ([`super::upkeep`]).
 //!
 //! Writes go to `<zone>/tmp/` while the body streams and are renamed into place only when
 //! complete, so a reader (or a restart) never sees half an object; a dropped miss handler
 //! deletes its temp file, and temp files left by a crash are deleted at open.
 //!
 //! File I/O is blocking, done directly on the runtime's threads: objects and directories are
-//! normally in the page cache, the way nginx reads and writes its cache without aio. Removals
-//! (unlink) run under the index lock, so a removal can never delete a newer object renamed into
-//! place under the same name between the index update and the unlink.
+//! normally in the page cache, the way nginx reads and writes its cache without aio.
 
-use super::file::{self, BodyReader, Hash, Object, TempFile};
-use super::index::{Entry, Hot, Index, QuickMeta};
+use super::file::{self, BodyReader, TempFile};
+use super::index::Entry;
+use super::memory::{Hot, QuickMeta};
+use super::upkeep;
+pub use super::zone_dir::DiskSettings;
+use super::zone_dir::ZoneDir;
 use async_trait::async_trait;
 use bytes::Bytes;
 use log::{info, warn};
@@ -27,12 +31,11 @@ use pingora::cache::{CacheEntryKey, CacheKey, CacheMeta, HitHandler, MissHandler
 use pingora::prelude::*;
 use std::any::Any;
 use std::collections::HashMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Largest chunk read from a file at once.
@@ -40,21 +43,6 @@ const CHUNK: usize = 64 * 1024;
 /// Bytes a miss buffers before writing (larger body pieces are written directly), so a
 /// thousand concurrent misses cost 8 MiB, not 64.
 const WRITE_BUFFER: usize = 8 * 1024;
-/// The temp directory under the zone directory.
-const TMP: &str = "tmp";
-
-/// Limits of one cache zone's disk use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DiskSettings {
-    /// Total bytes of stored objects (files) kept; the least recently read go first.
-    pub max_size: u64,
-    /// Objects not read for this long are removed, fresh or not (zero: never).
-    pub inactive: Duration,
-    /// Larger objects are not stored (they stream through).
-    pub max_object_size: u64,
-    /// Bytes of recently read small objects also kept in memory (0: none).
-    pub memory: u64,
-}
 
 /// Counters of one zone.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,21 +59,9 @@ pub struct Totals {
 
 /// A cache zone's objects on disk.
 pub struct DiskStorage {
-    pub(super) path: PathBuf,
-    max_size: AtomicU64,
-    inactive_ms: AtomicU64,
-    max_object_size: AtomicU64,
-    /// The index, with the memory tier (whose budget is the `memory` setting).
-    index: Mutex<Index>,
-    /// When the zone was opened: the last access of every object the loader finds.
-    pub(super) opened: Instant,
+    /// The directory, its limits and its catalog.
+    dir: ZoneDir,
     bytes_served: AtomicU64,
-    temp_seq: AtomicU64,
-    last_store_error: Mutex<Option<Instant>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn spawn(name: &str, path: &Path, f: impl FnOnce() + Send + 'static) -> Result<(), String> {
@@ -105,7 +81,10 @@ impl DiskStorage {
         let cannot = |e: io::Error| format!("cannot write to {}: {e}", path.display());
         fs::create_dir_all(path).map_err(cannot)?;
         let canonical = path.canonicalize().map_err(cannot)?;
-        let mut zones = lock(ZONES.get_or_init(Default::default));
+        let mut zones = ZONES
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(zone) = zones.get(&canonical) {
             zone.set_settings(settings);
             return Ok(zone);
@@ -134,320 +113,100 @@ impl DiskStorage {
         path: &Path,
         settings: DiskSettings,
     ) -> Result<&'static DiskStorage, String> {
-        let cannot = |e: io::Error| format!("cannot write to {}: {e}", path.display());
-        let tmp = path.join(TMP);
-        fs::create_dir_all(&tmp).map_err(cannot)?;
-        file::clean_temp_dir(&tmp).map_err(cannot)?;
-        let probe = tmp.join(format!("probe-{}", std::process::id()));
-        let written = File::create(&probe).and_then(|mut f| f.write_all(b"probe"));
-        file::unlink(&probe);
-        written.map_err(cannot)?;
         let zone: &'static DiskStorage = Box::leak(Box::new(DiskStorage {
-            path: path.to_path_buf(),
-            max_size: AtomicU64::new(0),
-            inactive_ms: AtomicU64::new(0),
-            max_object_size: AtomicU64::new(0),
-            index: Mutex::new(Index::new(true)),
-            opened: Instant::now(),
+            dir: ZoneDir::create(path, settings)?,
             bytes_served: AtomicU64::new(0),
-            temp_seq: AtomicU64::new(0),
-            last_store_error: Mutex::new(None),
         }));
-        zone.set_settings(settings);
-        spawn("cache-sweeper", path, move || zone.sweep_forever())?;
+        spawn("cache-sweeper", path, move || {
+            upkeep::sweep_forever(&zone.dir)
+        })?;
         Ok(zone)
+    }
+
+    /// Indexes the objects on disk (what the background loader does at open). For tests.
+    #[doc(hidden)]
+    pub fn run_loader(&self) {
+        upkeep::run_loader(&self.dir);
     }
 
     /// The zone's directory (canonical when opened with [`DiskStorage::open`]).
     pub fn path(&self) -> &Path {
-        &self.path
+        self.dir.path()
     }
 
     /// Applies new limits (a reload); a smaller `max_size` evicts at once.
     pub fn set_settings(&self, settings: DiskSettings) {
-        self.max_size.store(settings.max_size, Ordering::Relaxed);
-        let inactive = u64::try_from(settings.inactive.as_millis()).unwrap_or(u64::MAX);
-        self.inactive_ms.store(inactive, Ordering::Relaxed);
-        self.max_object_size
-            .store(settings.max_object_size, Ordering::Relaxed);
-        lock(&self.index).set_hot_budget(settings.memory);
-        self.enforce_max_size();
-    }
-
-    /// `max_size` in force (without the index lock [`DiskStorage::settings`] takes).
-    pub(super) fn max_size(&self) -> u64 {
-        self.max_size.load(Ordering::Relaxed)
+        self.dir.set_limits(settings);
+        upkeep::enforce_max_size(&self.dir);
     }
 
     /// The limits in force.
     pub fn settings(&self) -> DiskSettings {
-        DiskSettings {
-            max_size: self.max_size.load(Ordering::Relaxed),
-            inactive: Duration::from_millis(self.inactive_ms.load(Ordering::Relaxed)),
-            max_object_size: self.max_object_size.load(Ordering::Relaxed),
-            memory: lock(&self.index).hot_budget(),
-        }
+        self.dir.settings()
     }
 
     /// True once the loader has indexed every object found on disk at startup.
     pub fn is_loaded(&self) -> bool {
-        !lock(&self.index).is_loading()
+        !self.dir.catalog().index().is_loading()
     }
 
     /// Removes every variant stored under `key`'s primary key; true when one was there.
     pub async fn purge_key(&self, key: &CacheKey) -> bool {
         let primary = key.primary_bin();
-        let mut index = lock(&self.index);
-        let mut keys = index.purge_primary(&primary);
+        let mut catalog = self.dir.catalog();
+        let mut keys = catalog.purge_primary(&primary);
         keys.extend([primary, key.combined_bin()]);
         keys.sort_unstable();
         keys.dedup();
         let mut found = false;
         for k in keys {
-            found |= self.remove_locked(&mut index, &k);
+            found |= self.dir.remove_locked(&mut catalog, &k);
         }
         found
     }
 
     /// Removes objects not read for `older_than`; returns the bytes freed.
     pub fn clean_older_than(&self, older_than: Duration) -> u64 {
-        let Some(cutoff) = Instant::now().checked_sub(older_than) else {
-            return 0;
-        };
-        self.remove_while(|index| index.pop_lru_if(|e| e.last_access <= cutoff))
+        upkeep::clean_older_than(&self.dir, older_than)
     }
 
     /// Counters now (while the loader runs, of the objects indexed so far).
     pub fn totals(&self) -> Totals {
-        let index = lock(&self.index);
+        let catalog = self.dir.catalog();
         Totals {
-            objects: index.len() as u64,
-            bytes: index.bytes(),
+            objects: catalog.index().len() as u64,
+            bytes: catalog.index().bytes(),
             bytes_served: self.bytes_served.load(Ordering::Relaxed),
-            memory_bytes: index.hot_bytes(),
+            memory_bytes: catalog.memory().bytes(),
         }
     }
 
-    /// The index, locked.
-    pub(super) fn index(&self) -> MutexGuard<'_, Index> {
-        lock(&self.index)
-    }
-
-    pub(super) fn object_path(&self, key: &Hash) -> PathBuf {
-        file::object_path(&self.path, key)
-    }
-
-    fn temp_path(&self) -> PathBuf {
-        let seq = self.temp_seq.fetch_add(1, Ordering::Relaxed);
-        self.path
-            .join(TMP)
-            .join(format!("{}-{seq}", std::process::id()))
-    }
-
-    /// Logs a failure to store, at most once a minute.
-    fn store_error(&self, e: &dyn std::fmt::Display) {
-        let mut last = lock(&self.last_store_error);
-        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-            *last = Some(Instant::now());
-            warn!("cache {}: cannot store objects: {e}", self.path.display());
-        }
-    }
-
-    /// Unindexes `key` and deletes its file; true when either was there.
-    fn remove_locked(&self, index: &mut Index, key: &Hash) -> bool {
-        let indexed = index.remove(key).is_some();
-        file::unlink(&self.object_path(key)) || indexed
-    }
-
-    /// Deletes a file that failed validation (unless another object replaced it meanwhile).
-    pub(super) fn discard_corrupt(
-        &self,
-        key: &Hash,
-        path: &Path,
-        ino: Option<u64>,
-        why: &file::FormatError,
-    ) {
-        warn!(
-            "cache {}: removing {}: {why}",
-            self.path.display(),
-            path.display()
-        );
-        let mut index = lock(&self.index);
-        if ino.is_some() && file::inode(path) == ino {
-            file::unlink(path);
-            index.remove(key);
-        }
-    }
-
-    /// Opens and validates the object `key`; `None` (a miss) when absent or invalid.
-    fn open_object(&self, key: &Hash) -> Option<(File, Object, CacheMeta)> {
-        let path = self.object_path(key);
-        let f = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) => {
-                if e.kind() != io::ErrorKind::NotFound {
-                    warn!(
-                        "cache {}: cannot open {}: {e}",
-                        self.path.display(),
-                        path.display()
-                    );
-                }
-                let mut index = lock(&self.index);
-                if index.contains(key) && file::inode(&path).is_none() {
-                    index.remove(key); // removed behind our back
-                }
-                return None;
-            }
-        };
-        let read = file::read_object(&f, key).and_then(|o| {
-            // The checksum says the meta is what was stored; pingora must be able to read it.
-            match CacheMeta::deserialize(&o.meta.0, &o.meta.1) {
-                Ok(meta) => Ok((o, meta)),
-                Err(e) => Err(file::FormatError::BadMeta(e.to_string())),
-            }
-        });
-        match read {
-            Ok((o, meta)) => Some((f, o, meta)),
-            Err(why) => {
-                let ino = f.metadata().ok().map(|m| m.ino());
-                self.discard_corrupt(key, &path, ino, &why);
-                None
-            }
-        }
-    }
-
-    /// Replaces the meta of the stored object `key` by what `meta` makes of the old one (a new
-    /// file with the old body, renamed over the old one). `Ok(false)` when it is not stored.
+    /// [`ZoneDir::rewrite_meta`], then eviction when it changed the object.
     fn rewrite_meta(
         &self,
-        key: &Hash,
+        key: &file::Hash,
         meta: impl FnOnce(CacheMeta) -> Result<(Vec<u8>, Vec<u8>)>,
     ) -> Result<bool> {
-        let Some((old, o, old_meta)) = self.open_object(key) else {
-            return Ok(false);
-        };
-        let new_meta = meta(old_meta)?;
-        let tmp = self.temp_path();
-        let header = match file::write_rewritten(&tmp, &old, &o, &new_meta) {
-            Ok(h) => h,
-            Err(e) => {
-                self.store_error(&e);
-                return Err(Error::because(
-                    FileWriteError,
-                    "cache: cannot rewrite meta",
-                    e,
-                ));
-            }
-        };
-        let path = self.object_path(key);
-        let mut index = lock(&self.index);
-        // Only over the file read: not over a newer object, not after a removal.
-        if file::inode(&path) != Some(o.ino) || fs::rename(&tmp, &path).is_err() {
-            file::unlink(&tmp);
-            return Ok(false);
+        let rewritten = self.dir.rewrite_meta(key, meta)?;
+        if rewritten {
+            upkeep::enforce_max_size(&self.dir);
         }
-        let size = header.file_len();
-        if !index.set_size(key, size) && !index.is_tombstoned(key, &header.primary) {
-            index.insert(*key, Entry::now(size, header.primary));
+        Ok(rewritten)
+    }
+
+    /// [`ZoneDir::commit`], then eviction when it stored the object.
+    fn commit(&self, t: TempFile) -> io::Result<u64> {
+        let size = self.dir.commit(t)?;
+        if size > 0 {
+            upkeep::enforce_max_size(&self.dir);
         }
-        drop(index);
-        self.enforce_max_size();
-        Ok(true)
+        Ok(size)
     }
 
     /// True when a copy of `key` read now (under generation `gen`) would be kept: only then
     /// is a body read whole, so memory beyond `memory` is never spent on copies.
-    fn hot_wanted(&self, key: &Hash, gen: u64, body_len: u64) -> bool {
-        lock(&self.index).admits(key, gen, body_len)
-    }
-
-    /// Publishes a complete temp file as its object; the object's size (0: not stored).
-    fn commit(&self, t: TempFile) -> io::Result<u64> {
-        let (tmp, header) = t.complete()?;
-        let size = header.file_len();
-        if size > self.max_size.load(Ordering::Relaxed) {
-            file::unlink(&tmp);
-            return Ok(0);
-        }
-        let path = self.object_path(&header.key);
-        let mut index = lock(&self.index);
-        let mut renamed = fs::rename(&tmp, &path);
-        if renamed
-            .as_ref()
-            .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
-        {
-            if let Some(dir) = path.parent() {
-                renamed = fs::create_dir_all(dir).and_then(|()| fs::rename(&tmp, &path));
-            }
-        }
-        if let Err(e) = renamed {
-            file::unlink(&tmp);
-            return Err(e);
-        }
-        index.insert(header.key, Entry::now(size, header.primary));
-        drop(index);
-        self.enforce_max_size();
-        Ok(size)
-    }
-}
-
-/// The serialized response header of the smallest valid meta: [`Hot::meta`] decodes the
-/// internal meta with it (cheap) instead of the object's own zstd-compressed header.
-fn placeholder_header() -> Option<&'static [u8]> {
-    static HEADER: OnceLock<Option<Vec<u8>>> = OnceLock::new();
-    HEADER
-        .get_or_init(|| {
-            let header = pingora::http::ResponseHeader::build(200, Some(0)).ok()?;
-            let t = SystemTime::UNIX_EPOCH;
-            CacheMeta::new(t, t, 0, 0, header)
-                .serialize()
-                .ok()
-                .map(|m| m.1)
-        })
-        .as_deref()
-}
-
-impl QuickMeta {
-    fn build(&self, header: pingora::http::ResponseHeader) -> CacheMeta {
-        let q = self;
-        let mut meta = CacheMeta::new(
-            q.fresh_until,
-            q.created,
-            q.stale_while_revalidate_sec,
-            q.stale_if_error_sec,
-            header,
-        );
-        if let Some(v) = q.variance {
-            meta.set_variance(v);
-        }
-        meta
-    }
-
-    /// The quick form of `meta` when it rebuilds exactly what `internal` (its serialized
-    /// internal part) holds; checked once, when the copy is made.
-    fn of(meta: &CacheMeta, internal: &[u8]) -> Option<QuickMeta> {
-        let q = QuickMeta {
-            fresh_until: meta.fresh_until(),
-            created: meta.created(),
-            stale_while_revalidate_sec: meta.stale_while_revalidate_sec(),
-            stale_if_error_sec: meta.stale_if_error_sec(),
-            variance: meta.variance(),
-        };
-        let header = pingora::http::ResponseHeader::build(200, Some(0)).ok()?;
-        let rebuilt = q.build(header).serialize().ok()?;
-        (rebuilt.0 == internal).then_some(q)
-    }
-}
-
-impl Hot {
-    /// A [`CacheMeta`] equal to the stored one, without decompressing its header.
-    fn meta(&self) -> Option<CacheMeta> {
-        if let Some(q) = &self.quick {
-            return Some(q.build(self.header.clone()));
-        }
-        let mut meta = CacheMeta::deserialize(&self.internal, placeholder_header()?).ok()?;
-        *meta.response_header_mut() = self.header.clone();
-        Some(meta)
+    fn hot_wanted(&self, key: &file::Hash, gen: u64, body_len: u64) -> bool {
+        self.dir.catalog().admits(key, gen, body_len)
     }
 }
 
@@ -550,16 +309,16 @@ impl HandleMiss for DiskMiss {
         let Some(out) = &mut self.out else {
             return Ok(());
         };
-        let max = self.zone.max_object_size.load(Ordering::Relaxed);
+        let max = self.zone.dir.max_object_size();
         if out.header().body_len + data.len() as u64 > max {
             info!(
                 "cache {}: not storing {}: body larger than max_object_size ({max} bytes)",
-                self.zone.path.display(),
+                self.zone.path().display(),
                 file::hex(&out.header().key)
             );
             self.out = None;
         } else if let Err(e) = out.append(&data) {
-            self.zone.store_error(&e);
+            self.zone.dir.store_error(&e);
             self.out = None;
         }
         Ok(())
@@ -570,7 +329,7 @@ impl HandleMiss for DiskMiss {
             None => 0,
             Some(Ok(size)) => size,
             Some(Err(e)) => {
-                self.zone.store_error(&e);
+                self.zone.dir.store_error(&e);
                 0
             }
         };
@@ -589,10 +348,11 @@ impl Storage for DiskStorage {
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
         let hash = key.combined_bin();
         let (indexed, hot, loading, hot_max) = {
-            let mut index = lock(&self.index);
-            let indexed = index.touch(&hash, Instant::now());
-            let hot = indexed.and_then(|_| index.get_hot(&hash));
-            (indexed, hot, index.is_loading(), index.hot_max_body())
+            let mut catalog = self.dir.catalog();
+            let indexed = catalog.touch(&hash, Instant::now());
+            let hot = indexed.and_then(|_| catalog.get_hot(&hash));
+            let loading = catalog.index().is_loading();
+            (indexed, hot, loading, catalog.memory().max_body())
         };
         if let Some(hit) = hot.as_deref().and_then(|h| Some((h.meta()?, h))) {
             let (meta, hot) = hit;
@@ -607,14 +367,14 @@ impl Storage for DiskStorage {
         if indexed.is_none() && !loading {
             return Ok(None);
         }
-        let Some((f, o, meta)) = self.open_object(&hash) else {
+        let Some((f, o, meta)) = self.dir.open_object(&hash) else {
             return Ok(None);
         };
         let size = o.header.file_len();
         let mut reader = BodyReader::new(f, &o.header);
         match indexed {
             Some(e) if e.size != size => {
-                lock(&self.index).set_size(&hash, size);
+                self.dir.catalog().set_size(&hash, size);
             }
             Some(e)
                 if hot_max > 0
@@ -634,7 +394,7 @@ impl Storage for DiskStorage {
                     body: body.clone(),
                     file_len: size,
                 });
-                lock(&self.index).put_hot(&hash, e.gen, hot);
+                self.dir.catalog().put_hot(&hash, e.gen, hot);
                 let hit = DiskHit {
                     zone: self,
                     body: HitBody::memory(body),
@@ -644,12 +404,12 @@ impl Storage for DiskStorage {
             }
             Some(_) => {}
             None => {
-                let mut index = lock(&self.index);
-                if index.is_tombstoned(&hash, &o.header.primary) {
+                let mut catalog = self.dir.catalog();
+                if catalog.index().is_tombstoned(&hash, &o.header.primary) {
                     return Ok(None); // removed since the loader started
                 }
-                if !index.contains(&hash) {
-                    index.insert(hash, Entry::now(size, o.header.primary));
+                if !catalog.index().contains(&hash) {
+                    catalog.insert(hash, Entry::now(size, o.header.primary));
                 }
             }
         }
@@ -669,11 +429,14 @@ impl Storage for DiskStorage {
     ) -> Result<MissHandler> {
         let (hash, primary) = (key.combined_bin(), key.primary_bin());
         let out = match meta.serialize() {
-            Ok(meta) => TempFile::create(self.temp_path(), hash, primary, meta, WRITE_BUFFER)
-                .inspect_err(|e| self.store_error(e))
+            Ok(meta) => TempFile::create(self.dir.temp_path(), hash, primary, meta, WRITE_BUFFER)
+                .inspect_err(|e| self.dir.store_error(e))
                 .ok(),
             Err(e) => {
-                warn!("cache {}: cannot serialize meta: {e}", self.path.display());
+                warn!(
+                    "cache {}: cannot serialize meta: {e}",
+                    self.path().display()
+                );
                 None
             }
         };
@@ -691,8 +454,8 @@ impl Storage for DiskStorage {
             return Ok(PurgeOutcome::NotFound);
         }
         let hash = target.key().combined_bin();
-        let mut index = lock(&self.index);
-        Ok(if self.remove_locked(&mut index, &hash) {
+        let mut catalog = self.dir.catalog();
+        Ok(if self.dir.remove_locked(&mut catalog, &hash) {
             PurgeOutcome::Purged(None)
         } else {
             PurgeOutcome::NotFound
