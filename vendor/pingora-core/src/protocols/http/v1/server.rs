@@ -401,17 +401,12 @@ impl HttpSession {
                         let contains_content_length =
                             request_header.headers.contains_key(CONTENT_LENGTH);
 
-                        // Transfer encoding overrides content length, so when
-                        // both are present, we can remove content length. This
-                        // is per https://datatracker.ietf.org/doc/html/rfc9112#section-6.3
+                        // Both present: validate_request() below refuses the request.
                         //
                         // RFC 9112 Section 6.1 (https://datatracker.ietf.org/doc/html/rfc9112#section-6.1-15)
                         // also requires us to disable keepalive when both headers are present.
                         let has_both_te_and_cl =
                             contains_content_length && contains_transfer_encoding;
-                        if has_both_te_and_cl {
-                            request_header.remove_header(&CONTENT_LENGTH);
-                        }
 
                         self.buf = buf;
                         self.preread_body = Some(preread_body);
@@ -486,6 +481,18 @@ impl HttpSession {
 
         // Reject an ambiguous authority before anything routes on it.
         validate_request_authority(req_header)?;
+
+        // Both Content-Length and Transfer-Encoding: refused as nginx does (400 and close)
+        // rather than processed as chunked (RFC 9112 section 6.1 allows either): the
+        // message was built to be read two ways.
+        if req_header.headers.contains_key(TRANSFER_ENCODING)
+            && req_header.headers.contains_key(CONTENT_LENGTH)
+        {
+            return Error::e_explain(
+                InvalidHTTPHeader,
+                "both Content-Length and Transfer-Encoding",
+            );
+        }
 
         // Validate/reconcile Content-Length per RFC 9110 section 8.6 (hyper
         // parity): identical duplicates and comma-combined identical values are
@@ -2168,18 +2175,24 @@ mod tests_stream {
             .read(input2.as_bytes())
             .build();
         let mut http_stream = HttpSession::new(Box::new(mock_io));
-        let _ = http_stream.read_request().await.unwrap();
+        let res = http_stream.read_request().await;
 
         match (content_length_header, transfer_encoding_header) {
-            (Some(_) | None, Some(_)) => {
+            (Some(_), Some(_)) => {
+                assert_eq!(res.unwrap_err().etype(), &InvalidHTTPHeader);
+            }
+            (None, Some(_)) => {
+                res.unwrap();
                 assert!(http_stream.get_header(TRANSFER_ENCODING).is_some());
                 assert!(http_stream.get_header(CONTENT_LENGTH).is_none());
             }
             (Some(_), None) => {
+                res.unwrap();
                 assert!(http_stream.get_header(TRANSFER_ENCODING).is_none());
                 assert!(http_stream.get_header(CONTENT_LENGTH).is_some());
             }
             _ => {
+                res.unwrap();
                 assert!(http_stream.get_header(CONTENT_LENGTH).is_none());
                 assert!(http_stream.get_header(TRANSFER_ENCODING).is_none());
             }
