@@ -11,6 +11,7 @@ use crate::cache::{self, CacheState};
 mod failover;
 mod forwarded;
 use crate::config::{Config, ServerSettings};
+use crate::framing;
 use crate::metrics::{metrics, NO_ROUTE};
 use crate::request_limits;
 use crate::router::{Route, Target};
@@ -158,8 +159,16 @@ impl ProxyHttp for Weir {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestState) -> Result<bool> {
         ctx.started = Instant::now();
-        session.set_keepalive(Some(CLIENT_KEEPALIVE_SECS));
+        // Only a connection Pingora keeps (not HTTP/1.0 without keep-alive, `Connection:
+        // close`, a framing error) gets weir's keep-alive timeout: re-enabling keep-alive
+        // would read the bytes after a misframed body as the next request.
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(CLIENT_KEEPALIVE_SECS));
+        }
         ctx.client_ip = client_ip(session, &ctx.config.server);
+        if let Err(refusal) = framing::check(session.req_header()) {
+            return Err(refuse(session, refusal.status(), refusal.reason()));
+        }
         let host = match request_limits::check(session.req_header(), &ctx.config.server) {
             Ok(host) => host,
             Err(refusal) => return Err(refuse(session, refusal.status(), refusal.reason())),

@@ -1,0 +1,129 @@
+//! How a request's body is framed, checked as nginx 1.22 checks it
+//! (`ngx_http_process_request_header`) before anything reads the body.
+//!
+//! Pingora's HTTP/1 parser already refuses a request with both `Content-Length` and
+//! `Transfer-Encoding`, a `Transfer-Encoding` on HTTP/1.0, a final coding other than
+//! `chunked`, and `Content-Length` values that disagree or do not parse (all 400, connection
+//! closed). What it accepts and nginx does not is refused here: a message that two parsers
+//! could frame two ways must not reach an origin that trusts weir.
+
+use pingora::http::RequestHeader;
+
+/// Why a request's framing is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FramingRefusal {
+    /// 400: more than one `Content-Length` line (nginx: "duplicate header line"), even
+    /// with equal values.
+    DuplicateContentLength,
+    /// 400: a `Content-Length` that is not a plain decimal number, e.g. the list `3, 3`.
+    BadContentLength,
+    /// 400: more than one `Transfer-Encoding` line.
+    DuplicateTransferEncoding,
+    /// 501: a `Transfer-Encoding` other than exactly `chunked`, e.g. `gzip, chunked` or
+    /// `chunked, chunked` (nginx: "unknown Transfer-Encoding").
+    UnknownTransferEncoding,
+}
+
+impl FramingRefusal {
+    /// The status nginx answers; the connection is closed after it.
+    pub fn status(self) -> u16 {
+        match self {
+            FramingRefusal::UnknownTransferEncoding => 501,
+            _ => 400,
+        }
+    }
+
+    /// Words for the log and the error body.
+    pub fn reason(self) -> &'static str {
+        match self {
+            FramingRefusal::DuplicateContentLength => "duplicate Content-Length header",
+            FramingRefusal::BadContentLength => "invalid Content-Length header",
+            FramingRefusal::DuplicateTransferEncoding => "duplicate Transfer-Encoding header",
+            FramingRefusal::UnknownTransferEncoding => "unknown Transfer-Encoding",
+        }
+    }
+}
+
+/// Checks the framing headers of `req`.
+pub fn check(req: &RequestHeader) -> Result<(), FramingRefusal> {
+    let mut lengths = req.headers.get_all(http::header::CONTENT_LENGTH).iter();
+    if let Some(length) = lengths.next() {
+        if lengths.next().is_some() {
+            return Err(FramingRefusal::DuplicateContentLength);
+        }
+        let digits = length.as_bytes();
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return Err(FramingRefusal::BadContentLength);
+        }
+    }
+    let mut codings = req.headers.get_all(http::header::TRANSFER_ENCODING).iter();
+    if let Some(coding) = codings.next() {
+        if codings.next().is_some() {
+            return Err(FramingRefusal::DuplicateTransferEncoding);
+        }
+        if !coding.as_bytes().eq_ignore_ascii_case(b"chunked") {
+            return Err(FramingRefusal::UnknownTransferEncoding);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build("POST", b"/", None).unwrap();
+        for (name, value) in headers {
+            req.append_header(name.to_string(), *value).unwrap();
+        }
+        req
+    }
+
+    #[test]
+    fn nginx_framing_rules() {
+        use FramingRefusal::*;
+        let cases: &[(&[(&str, &str)], Result<(), FramingRefusal>)] = &[
+            (&[], Ok(())),
+            (&[("Content-Length", "3")], Ok(())),
+            (&[("Content-Length", "0")], Ok(())),
+            (&[("Transfer-Encoding", "chunked")], Ok(())),
+            (&[("Transfer-Encoding", "CHUNKED")], Ok(())),
+            (
+                &[("Content-Length", "3"), ("Content-Length", "3")],
+                Err(DuplicateContentLength),
+            ),
+            (&[("Content-Length", "3, 3")], Err(BadContentLength)),
+            (&[("Content-Length", "+3")], Err(BadContentLength)),
+            (&[("Content-Length", "")], Err(BadContentLength)),
+            (
+                &[
+                    ("Transfer-Encoding", "chunked"),
+                    ("Transfer-Encoding", "chunked"),
+                ],
+                Err(DuplicateTransferEncoding),
+            ),
+            (
+                &[("Transfer-Encoding", "chunked, chunked")],
+                Err(UnknownTransferEncoding),
+            ),
+            (
+                &[("Transfer-Encoding", "gzip, chunked")],
+                Err(UnknownTransferEncoding),
+            ),
+            (
+                &[("Transfer-Encoding", "chunked ;x")],
+                Err(UnknownTransferEncoding),
+            ),
+        ];
+        for (headers, want) in cases {
+            assert_eq!(check(&request(headers)), *want, "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(FramingRefusal::UnknownTransferEncoding.status(), 501);
+        assert_eq!(FramingRefusal::DuplicateContentLength.status(), 400);
+    }
+}
