@@ -850,6 +850,22 @@ impl HttpSession {
             self.set_keepalive(None);
         }
 
+        // An HTTP/1.0 client cannot read chunked: send the body as is, delimited by its
+        // Content-Length or else by closing the connection (decided before `Connection`).
+        if !header.status.is_informational()
+            && self
+                .request_header
+                .as_ref()
+                .is_some_and(|req| req.version == Version::HTTP_10)
+        {
+            header.remove_header(&header::TRANSFER_ENCODING);
+            let bodiless = matches!(header.status.as_u16(), 204 | 304)
+                || self.get_method() == Some(&Method::HEAD);
+            if !bodiless && header.headers.get(header::CONTENT_LENGTH).is_none() {
+                self.set_keepalive(None);
+            }
+        }
+
         // no need to add these headers to 1xx responses
         if !header.status.is_informational() && self.update_resp_headers {
             /* update headers */
