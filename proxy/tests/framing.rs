@@ -140,3 +140,59 @@ fn http_1_0_keeps_alive_only_when_asked() {
     }
     assert_eq!(origin.hits("/kept"), 2);
 }
+
+fn pattern(n: u64) -> Vec<u8> {
+    (0..n).map(weir_origin::expected_byte).collect()
+}
+
+/// Issue 14, bug 4: an HTTP/1.0 client of a chunked origin gets the body as is, ended by
+/// the close, with no `Transfer-Encoding` (also when it asked for keep-alive: the length
+/// is unknown, so nginx closes too).
+#[test]
+fn http_1_0_gets_a_close_delimited_body_from_a_chunked_origin() {
+    let (origin, weir) = start();
+    for ask in ["", "Connection: keep-alive\r\n"] {
+        let mut conn = Conn::open(weir.port);
+        conn.send(format!("GET /c?chunked=1&size=200k HTTP/1.0\r\n{ask}\r\n").as_bytes());
+        let resp = conn.response().expect("a response");
+        assert_eq!(resp.status, 200, "{ask:?}: {resp:?}");
+        assert_eq!(resp.header("transfer-encoding"), None, "{ask:?}: {resp:?}");
+        assert_eq!(resp.header("connection"), Some("close"), "{ask:?}: {resp:?}");
+        assert!(resp.close_delimited, "{ask:?}");
+        assert!(resp.body == pattern(200 << 10), "{ask:?}: body differs");
+    }
+    assert_eq!(origin.hits("/c"), 2);
+    // An HTTP/1.1 client of the same origin keeps chunked and keep-alive.
+    let mut conn = Conn::open(weir.port);
+    conn.send(b"GET /c?chunked=1&size=1k HTTP/1.1\r\nHost: x\r\n\r\n");
+    let resp = conn.response().expect("a response");
+    assert_eq!(resp.header("transfer-encoding"), Some("chunked"), "{resp:?}");
+    assert_eq!(resp.body, pattern(1024));
+    assert_eq!(resp.header("connection"), Some("keep-alive"), "{resp:?}");
+}
+
+/// A cached object stored from a chunked origin, served to an HTTP/1.0 client: readable,
+/// Content-Length when the cache knows it, else close-delimited.
+#[test]
+fn http_1_0_reads_a_cache_hit_of_a_chunked_object() {
+    let origin = Origin::start("o");
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = simple_config(port, origin.addr(), "", "", "{cache: {zone: c}}").replace(
+        "upstreams:\n",
+        &format!("caches:\n  c:\n    path: {}\nupstreams:\n", dir.path().display()),
+    );
+    let weir = Weir::start(&yaml, port);
+    let url = "/hit?chunked=1&size=70k&cc=max-age%3D60";
+    for want in ["MISS", "HIT"] {
+        let mut conn = Conn::open(weir.port);
+        conn.send(format!("GET {url} HTTP/1.0\r\n\r\n").as_bytes());
+        let resp = conn.response().expect("a response");
+        assert_eq!(resp.status, 200, "{resp:?}");
+        assert_eq!(resp.header("x-cache-status"), Some(want), "{resp:?}");
+        assert_eq!(resp.header("transfer-encoding"), None, "{want}: {resp:?}");
+        assert!(resp.body == pattern(70 << 10), "{want}: body differs");
+        assert!(conn.closed(), "{want}: HTTP/1.0 without keep-alive stayed open");
+    }
+    assert_eq!(origin.hits("/hit"), 1);
+}
