@@ -159,6 +159,9 @@ impl ProxyHttp for Weir {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestState) -> Result<bool> {
         ctx.started = Instant::now();
+        // Requests a client sent before reading this answer are answered after it, in
+        // order (RFC 9112 §9.3.2), instead of closing the connection on them.
+        session.as_downstream_mut().set_pipelining_enabled(true);
         // Only a connection Pingora keeps (not HTTP/1.0 without keep-alive, `Connection:
         // close`, a framing error) gets weir's keep-alive timeout: re-enabling keep-alive
         // would read the bytes after a misframed body as the next request.

@@ -157,7 +157,11 @@ fn http_1_0_gets_a_close_delimited_body_from_a_chunked_origin() {
         let resp = conn.response().expect("a response");
         assert_eq!(resp.status, 200, "{ask:?}: {resp:?}");
         assert_eq!(resp.header("transfer-encoding"), None, "{ask:?}: {resp:?}");
-        assert_eq!(resp.header("connection"), Some("close"), "{ask:?}: {resp:?}");
+        assert_eq!(
+            resp.header("connection"),
+            Some("close"),
+            "{ask:?}: {resp:?}"
+        );
         assert!(resp.close_delimited, "{ask:?}");
         assert!(resp.body == pattern(200 << 10), "{ask:?}: body differs");
     }
@@ -166,7 +170,11 @@ fn http_1_0_gets_a_close_delimited_body_from_a_chunked_origin() {
     let mut conn = Conn::open(weir.port);
     conn.send(b"GET /c?chunked=1&size=1k HTTP/1.1\r\nHost: x\r\n\r\n");
     let resp = conn.response().expect("a response");
-    assert_eq!(resp.header("transfer-encoding"), Some("chunked"), "{resp:?}");
+    assert_eq!(
+        resp.header("transfer-encoding"),
+        Some("chunked"),
+        "{resp:?}"
+    );
     assert_eq!(resp.body, pattern(1024));
     assert_eq!(resp.header("connection"), Some("keep-alive"), "{resp:?}");
 }
@@ -180,7 +188,10 @@ fn http_1_0_reads_a_cache_hit_of_a_chunked_object() {
     let dir = tempfile::tempdir().unwrap();
     let yaml = simple_config(port, origin.addr(), "", "", "{cache: {zone: c}}").replace(
         "upstreams:\n",
-        &format!("caches:\n  c:\n    path: {}\nupstreams:\n", dir.path().display()),
+        &format!(
+            "caches:\n  c:\n    path: {}\nupstreams:\n",
+            dir.path().display()
+        ),
     );
     let weir = Weir::start(&yaml, port);
     let url = "/hit?chunked=1&size=70k&cc=max-age%3D60";
@@ -192,7 +203,88 @@ fn http_1_0_reads_a_cache_hit_of_a_chunked_object() {
         assert_eq!(resp.header("x-cache-status"), Some(want), "{resp:?}");
         assert_eq!(resp.header("transfer-encoding"), None, "{want}: {resp:?}");
         assert!(resp.body == pattern(70 << 10), "{want}: body differs");
-        assert!(conn.closed(), "{want}: HTTP/1.0 without keep-alive stayed open");
+        assert!(
+            conn.closed(),
+            "{want}: HTTP/1.0 without keep-alive stayed open"
+        );
     }
     assert_eq!(origin.hits("/hit"), 1);
+}
+
+/// Issue 14, bug 5: three requests in one write get three answers, in order, and the
+/// origin sees each once.
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let (origin, weir) = start();
+    let mut conn = Conn::open(weir.port);
+    conn.send(
+        b"GET /p1 HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /p2 HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /p3 HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    for path in ["/p1", "/p2", "/p3"] {
+        let resp = conn
+            .response()
+            .unwrap_or_else(|| panic!("no answer for {path}"));
+        assert_eq!(resp.status, 200, "{path}: {resp:?}");
+        assert_eq!(resp.body, format!("o {path}\n").as_bytes(), "{path}");
+    }
+    for path in ["/p1", "/p2", "/p3"] {
+        assert_eq!(origin.hits(path), 1, "{path}");
+    }
+    // The connection is still usable afterwards.
+    conn.send(b"GET /p4 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(conn.response().map(|r| r.body), Some(b"o /p4\n".to_vec()));
+    assert!(conn.closed());
+
+    // Fifty in one write, far more than one read of the header buffer.
+    let mut conn = Conn::open(weir.port);
+    let batch: String = (0..50)
+        .map(|i| format!("GET /m{i} HTTP/1.1\r\nHost: x\r\n\r\n"))
+        .collect();
+    conn.send(batch.as_bytes());
+    for i in 0..50 {
+        let resp = conn
+            .response()
+            .unwrap_or_else(|| panic!("no answer for /m{i}"));
+        assert_eq!(resp.body, format!("o /m{i}\n").as_bytes());
+    }
+    assert_eq!(origin.total_hits(), 54);
+}
+
+/// Pipelined requests with bodies (Content-Length, chunked) next to each other in one
+/// write, and requests arriving while the previous one is still being proxied.
+#[test]
+fn pipelined_requests_with_bodies_and_during_proxying() {
+    let (origin, weir) = start();
+    let mut conn = Conn::open(weir.port);
+    conn.send(
+        b"POST /__echo?n=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+          POST /__echo?n=2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+          3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n\
+          GET /__echo?n=3 HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    for (n, body_bytes) in [(1, 5), (2, 7), (3, 0)] {
+        let resp = conn.response().unwrap_or_else(|| panic!("no answer {n}"));
+        let echo: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+        assert_eq!(echo["uri"], format!("/__echo?n={n}"), "{echo}");
+        assert_eq!(echo["body_bytes"], body_bytes, "{echo}");
+    }
+    assert_eq!(origin.hits("/__echo"), 3);
+
+    // The next requests come while the origin takes 300 ms over the first.
+    let mut conn = Conn::open(weir.port);
+    conn.send(b"GET /d1?delay=300 HTTP/1.1\r\nHost: x\r\n\r\n");
+    while origin.hits("/d1") == 0 {
+        // until the origin has the first request and sits on it
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    conn.send(b"GET /d2 HTTP/1.1\r\nHost: x\r\n\r\nGET /d3 HTTP/1.1\r\nHost: x\r\n\r\n");
+    for path in ["/d1", "/d2", "/d3"] {
+        let resp = conn
+            .response()
+            .unwrap_or_else(|| panic!("no answer for {path}"));
+        assert_eq!(resp.body, format!("o {path}\n").as_bytes());
+        assert_eq!(origin.hits(path), 1, "{path}");
+    }
 }

@@ -35,9 +35,9 @@ const NEXT_REQUEST_WAIT: Duration = Duration::from_secs(crate::proxy::CLIENT_KEE
 /// An HTTP application `A` (weir's `HttpProxy`) whose plain HTTP/1 connections are parked
 /// between requests. TLS connections and h2c go through Pingora's own `process_new` as before.
 ///
-/// The request pipelining of Pingora (`set_pipelining_enabled`) must stay off with this
-/// wrapper: a pipelined request already read into memory would wait here for bytes that
-/// the client never sends. weir does not enable it.
+/// A connection is not parked when the bytes of its next request were already read with
+/// the previous one (a pipelining client, `set_pipelining_enabled`): they are in memory, not
+/// on the socket, and waiting for the socket would hang a client that sent everything.
 pub struct IdleParking<A>(Arc<A>);
 
 // === impl IdleParking ===
@@ -76,7 +76,8 @@ where
             } else {
                 NEXT_REQUEST_WAIT
             };
-            if !next_request(&mut stream, wait, Some(shutdown)).await {
+            let pipelined = settings.as_ref().is_some_and(|s| s.has_pipelined_prefix());
+            if !pipelined && !next_request(&mut stream, wait, Some(shutdown)).await {
                 return None;
             }
             let mut session = ServerSession::new_http1(stream);
