@@ -80,10 +80,12 @@ mod tests {
         req
     }
 
+    type Case<'a> = (&'a [(&'a str, &'a str)], Result<(), FramingRefusal>);
+
     #[test]
     fn nginx_framing_rules() {
         use FramingRefusal::*;
-        let cases: &[(&[(&str, &str)], Result<(), FramingRefusal>)] = &[
+        let cases: &[Case] = &[
             (&[], Ok(())),
             (&[("Content-Length", "3")], Ok(())),
             (&[("Content-Length", "0")], Ok(())),
