@@ -43,7 +43,8 @@ pub struct Config {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileWire {
-    server: Value,
+    /// Required; an `Option` so that its absence is reported at `server`, not at the root.
+    server: Option<Value>,
     admin: Option<Value>,
     #[serde(default)]
     limits: Mapping,
@@ -88,9 +89,22 @@ pub fn parse(
         )
         .into());
     }
+    if !root.is_mapping() {
+        return Err(ConfigError::new(
+            "",
+            "the file must be a mapping of sections (server, upstreams, routes, …)",
+        )
+        .into());
+    }
     let file: FileWire = from_value(&root, "")?;
 
-    let server = errors.take(server::build(&file.server, "server"));
+    let server = match &file.server {
+        Some(server) => errors.take(server::build(server, "server")),
+        None => {
+            errors.push("server", "required: `server.listen` names the listeners");
+            None
+        }
+    };
     let admin = file
         .admin
         .as_ref()
@@ -228,6 +242,19 @@ mod tests {
              upstreams.o.connect_timeout: `5`: expected a duration like 250ms, 5s, 10m, 2h or 7d\n\
              routes[0].upstream: no upstream `missing` under upstreams\n\
              routes[1].plugins[0].headers.bogus: unknown field `bogus`, expected `request` or `response`"
+        );
+    }
+
+    #[test]
+    fn a_missing_server_section_and_a_file_that_is_not_a_mapping() {
+        assert_eq!(
+            errors("routes: [{upstream: o}]\n"),
+            "server: required: `server.listen` names the listeners\n\
+             routes[0].upstream: no upstream `o` under upstreams"
+        );
+        assert_eq!(
+            errors("just text\n"),
+            "the file must be a mapping of sections (server, upstreams, routes, …)"
         );
     }
 
