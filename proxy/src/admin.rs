@@ -481,6 +481,10 @@ impl ServeHttp for Admin {
 }
 
 #[cfg(test)]
+#[path = "admin_json_fuzz.rs"]
+mod json_fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
