@@ -407,6 +407,15 @@ impl Session {
         }
     }
 
+    /// Sets how long the whole request header may take, counted from its first byte.
+    ///
+    /// This is a noop for h2 and custom sessions.
+    pub fn set_header_timeout(&mut self, timeout: Option<Duration>) {
+        if let Self::H1(s) = self {
+            s.set_header_timeout(timeout);
+        }
+    }
+
     /// Gets the downstream write timeout if set.
     pub fn get_write_timeout(&self) -> Option<Duration> {
         match self {

@@ -105,6 +105,8 @@ pub struct HttpSession {
     write_timeout: Option<Duration>,
     /// How long to wait to make downstream session reusable, if body needs to be drained.
     total_drain_timeout: Option<Duration>,
+    /// How long the whole request header may take once its first byte arrived.
+    header_timeout: Option<Duration>,
     /// A copy of the response that is already written to the client
     response_written: Option<Box<ResponseHeader>>,
     /// The parsed request header
@@ -189,6 +191,7 @@ impl HttpSession {
             read_timeout: Some(Duration::from_secs(60)),
             write_timeout: None,
             total_drain_timeout: None,
+            header_timeout: None,
             body_bytes_sent: 0,
             body_bytes_read: 0,
             retry_buffer: None,
@@ -272,6 +275,26 @@ impl HttpSession {
         }
     }
 
+    /// `read_request_buf`, cut short at `deadline` (the whole-header timeout).
+    async fn read_request_buf_by(
+        &mut self,
+        buf: &mut BytesMut,
+        already_read: usize,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Option<usize>> {
+        let Some(deadline) = deadline else {
+            return self.read_request_buf(buf, already_read).await;
+        };
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match timeout(left, self.read_request_buf(buf, already_read)).await {
+            Ok(res) => res,
+            Err(_) => Error::e_explain(
+                ReadTimedout,
+                format!("reading the request header, header timeout: {:?}", self.header_timeout),
+            ),
+        }
+    }
+
     /// Read the request header. Return `Ok(Some(n))` where the read and parsing are successful.
     /// Return `Ok(None)` when the client closed the connection without sending any data, which
     /// is common on a reused connection.
@@ -304,7 +327,11 @@ impl HttpSession {
         let mut already_read = buf.len();
         let mut skip_next_read = already_read != 0;
         let mut detached_suffix = None;
+        let mut header_deadline = None;
         loop {
+            if header_deadline.is_none() && already_read > 0 {
+                header_deadline = self.header_timeout.map(|t| std::time::Instant::now() + t);
+            }
             if already_read > MAX_HEADER_SIZE {
                 /* NOTE: this check only blocks second read. The first large read is allowed
                 since the buf is already allocated. The goal is to avoid slowly bloating
@@ -323,7 +350,10 @@ impl HttpSession {
             // this request and is waiting for our response).
             if skip_next_read {
                 skip_next_read = false;
-            } else if let Some(n) = self.read_request_buf(&mut buf, already_read).await? {
+            } else if let Some(n) = self
+                .read_request_buf_by(&mut buf, already_read, header_deadline)
+                .await?
+            {
                 already_read += n;
             } else {
                 return Ok(None);
@@ -1367,6 +1397,14 @@ impl HttpSession {
     /// configured then the `min_send_rate` calculated timeout has higher priority.
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
         self.write_timeout = timeout;
+    }
+
+    /// Sets how long the whole request header may take, counted from its first byte
+    /// (nginx's `client_header_timeout`). Unlike the read timeout, which applies to each
+    /// read, this bounds a header that trickles in a byte at a time. `None` (the default):
+    /// no bound beyond the per-read timeouts.
+    pub fn set_header_timeout(&mut self, timeout: Option<Duration>) {
+        self.header_timeout = timeout;
     }
 
     /// Gets the downstream write timeout.
