@@ -481,6 +481,7 @@ where
         let mut downstream_state = DownstreamStateMachine::new(session.as_mut().is_body_done());
 
         let buffer = session.as_ref().get_retry_buffer();
+        let buffered = buffer.is_some();
 
         // retry, send buffer if it exists or body empty
         if buffer.is_some() || session.as_mut().is_body_empty() {
@@ -497,6 +498,11 @@ where
             )
             .await?;
         }
+
+        // The application read the whole body before proxying and holds it (request
+        // buffering): send it from `request_body_replay`, as the pipe has room.
+        let mut replaying =
+            downstream_state.is_done() && !buffered && !session.as_mut().is_body_empty();
 
         let mut response_state = ResponseStateMachine::new();
 
@@ -525,6 +531,7 @@ where
          * Usually there is no request body to read for cacheable request
          */
         while !downstream_state.is_done()
+            || replaying
             || !response_state.is_done()
             || downstream_custom_read && !downstream_state.is_errored()
             || downstream_custom_write
@@ -534,6 +541,17 @@ where
             let send_permit = tx
                 .try_reserve()
                 .or_err(InternalError, "try_reserve() body pipe for upstream");
+
+            let send_permit = match send_permit {
+                Ok(permit) if replaying => {
+                    let body = self.inner.request_body_replay(session, ctx)?;
+                    replaying = body.is_some();
+                    self.send_body_to_pipe(session, body, !replaying, permit, ctx)
+                        .await?;
+                    continue;
+                }
+                other => other,
+            };
 
             // Use optional futures to allow using optional channels in select branches
             let custom_inject_rx_recv: OptionFuture<_> = downstream_custom_message_inject_rx
@@ -605,9 +623,10 @@ where
                     downstream_state.maybe_finished(request_done);
                 },
 
-                _ = tx.reserve(), if downstream_state.is_reading() && send_permit.is_err() => {
+                _ = tx.reserve(), if (downstream_state.is_reading() || replaying) && send_permit.is_err() => {
                     // If tx is closed, the upstream has already finished its job.
                     downstream_state.maybe_finished(tx.is_closed());
+                    replaying = replaying && !tx.is_closed();
                     debug!("waiting for permit {send_permit:?}, upstream closed {}", tx.is_closed());
                      /* No permit, wait on more capacity to avoid starving.
                      * Otherwise this select only blocks on rx, which might send no data

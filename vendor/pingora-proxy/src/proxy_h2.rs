@@ -537,6 +537,19 @@ where
                 write_timeout,
             )
             .await?;
+        } else if downstream_state.is_done() && !session.as_mut().is_body_empty() {
+            // The application read the whole body before proxying and holds it (request
+            // buffering): send it from `request_body_replay` (each write waits for h2
+            // flow-control capacity).
+            loop {
+                let body = self.inner.request_body_replay(session, ctx)?;
+                let end = body.is_none();
+                self.send_body_to2(session, body, end, client_body, ctx, write_timeout)
+                    .await?;
+                if end {
+                    break;
+                }
+            }
         }
 
         let mut response_state = ResponseStateMachine::new();

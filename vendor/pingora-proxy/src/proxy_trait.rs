@@ -137,6 +137,27 @@ pub trait ProxyHttp {
         false
     }
 
+    /// The next piece of a request body that the application read itself before proxying
+    /// (request buffering: the whole body is read, e.g. into memory or a temporary file,
+    /// before an upstream is chosen).
+    ///
+    /// Called when an attempt starts and the request body was already read in full but no
+    /// retry buffer holds it: `Ok(Some(bytes))` for each piece, then `Ok(None)` at its end.
+    /// Every attempt (retries included) calls it again from the start of the body, so the
+    /// application rewinds its body when a new attempt starts (e.g. in
+    /// [Self::upstream_peer]). Each piece passes through [Self::request_body_filter] as a
+    /// body read from the client would. The default has no body to give: the body ends.
+    fn request_body_replay(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> Result<Option<Bytes>>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(None)
+    }
+
     /// Handle the incoming request body.
     ///
     /// This function will be called every time a piece of request body is received. The `body` is
