@@ -10,6 +10,7 @@ use crate::cache::{self, CacheState};
 
 mod failover;
 mod forwarded;
+mod request_body;
 use crate::config::{Config, ServerSettings};
 use crate::framing;
 use crate::metrics::{metrics, NO_ROUTE};
@@ -25,6 +26,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyWarnLogContext};
 use pingora::{ErrorSource, ErrorType};
+use request_body::{Buffered, BufferedBody};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,6 +59,8 @@ pub struct RequestState {
     cache: CacheState,
     /// The client: the peer, or the address a trusted proxy named (see [`client_ip`]).
     client_ip: Option<IpAddr>,
+    /// The request body, when the route buffers it (read whole before an upstream is chosen).
+    body: Option<Box<BufferedBody>>,
     request_body_bytes: u64,
     started: Instant,
     _inflight: InflightGuard,
@@ -151,6 +155,7 @@ impl ProxyHttp for Weir {
             attempts: Attempts::default(),
             cache: CacheState::default(),
             client_ip: None,
+            body: None,
             request_body_bytes: 0,
             started: Instant::now(),
             _inflight: self.shared.inflight.enter(),
@@ -168,6 +173,8 @@ impl ProxyHttp for Weir {
         if session.get_keepalive().is_some() {
             session.set_keepalive(Some(CLIENT_KEEPALIVE_SECS));
         }
+        session.set_read_timeout(Some(ctx.config.server.client_body_timeout));
+        session.set_write_timeout(Some(ctx.config.server.send_timeout));
         ctx.client_ip = client_ip(session, &ctx.config.server);
         if let Err(refusal) = framing::check(session.req_header()) {
             return Err(refuse(session, refusal.status(), refusal.reason()));
@@ -221,13 +228,32 @@ impl ProxyHttp for Weir {
                     .into_down(),
             );
         }
+        let mut buffering = false;
         if let Some(route) = &ctx.route {
             if let Target::Redirect(upstream) = &route.target {
                 redirect(session, upstream).await?;
                 return Ok(true);
             }
+            buffering = route.request_buffering;
+        }
+        if buffering && !session.is_upgrade_req() && !session.as_downstream_mut().is_body_empty() {
+            match request_body::read(session, &ctx.config.server).await? {
+                Buffered::Body(body) => {
+                    ctx.request_body_bytes = body.len();
+                    ctx.body = Some(Box::new(body));
+                }
+                Buffered::TooLarge => return Err(refuse(session, 413, BODY_TOO_LARGE)),
+            }
         }
         Ok(false)
+    }
+
+    fn request_body_replay(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestState,
+    ) -> Result<Option<Bytes>> {
+        ctx.body.as_mut().map_or(Ok(None), |b| b.next_piece())
     }
 
     async fn request_body_filter(
@@ -237,7 +263,7 @@ impl ProxyHttp for Weir {
         _end_of_stream: bool,
         ctx: &mut RequestState,
     ) -> Result<()> {
-        if let Some(b) = body {
+        if let (Some(b), None) = (body, &ctx.body) {
             ctx.request_body_bytes += b.len() as u64;
             if body_too_large(ctx.request_body_bytes, &ctx.config) {
                 return Err(refuse(session, 413, BODY_TOO_LARGE));
@@ -251,6 +277,9 @@ impl ProxyHttp for Weir {
         session: &mut Session,
         ctx: &mut RequestState,
     ) -> Result<Box<HttpPeer>> {
+        if let Some(body) = &mut ctx.body {
+            body.rewind(); // each attempt sends the whole buffered body
+        }
         ctx.attempts.next_peer(session, ctx.route.as_deref())
     }
 
@@ -313,6 +342,12 @@ impl ProxyHttp for Weir {
         }
         if let Some(host) = ctx.attempts.server().and_then(|p| p.spec.host.as_deref()) {
             request.insert_header(http::header::HOST, host)?;
+        }
+        if let Some(body) = &ctx.body {
+            // As nginx sends a buffered body: its length known, nothing left to wait for.
+            request.remove_header(&http::header::TRANSFER_ENCODING);
+            request.remove_header(&http::header::EXPECT);
+            request.insert_header(http::header::CONTENT_LENGTH, body.len())?;
         }
         if let Some((route, plugin_ctx)) = ctx.chain() {
             for plugin in &route.plugins {
@@ -411,7 +446,18 @@ impl ProxyHttp for Weir {
         if client_left {
             log::debug!("client went away: {error}");
         }
-        client_left || matches!(error.etype(), ErrorType::HTTPStatus(code) if *code < 500)
+        let client_slow = error.esource() == &ErrorSource::Downstream
+            && matches!(
+                error.etype(),
+                ErrorType::ReadTimedout | ErrorType::WriteTimedout
+            );
+        if client_slow {
+            // nginx logs "client timed out" at info.
+            log::info!("client timed out: {error}");
+        }
+        client_left
+            || client_slow
+            || matches!(error.etype(), ErrorType::HTTPStatus(code) if *code < 500)
     }
 
     async fn fail_to_proxy(
@@ -431,8 +477,14 @@ impl ProxyHttp for Weir {
                 ErrorSource::Upstream,
             ) => 504,
             (_, ErrorSource::Upstream) => 502,
+            // A client that left or timed out gets no answer; nginx closes too (408 in its
+            // log for a client_header/client_body timeout).
             (
-                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
+                ErrorType::ReadError
+                | ErrorType::WriteError
+                | ErrorType::ConnectionClosed
+                | ErrorType::ReadTimedout
+                | ErrorType::WriteTimedout,
                 ErrorSource::Downstream,
             ) => 0,
             (_, ErrorSource::Downstream) => 400,
@@ -462,7 +514,14 @@ impl ProxyHttp for Weir {
                 plugin.logging(session, error, plugin_ctx).await;
             }
         }
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let timed_out = error.is_some_and(|e| {
+            e.esource() == &ErrorSource::Downstream && e.etype() == &ErrorType::ReadTimedout
+        });
+        let status = match session.response_written() {
+            Some(r) => r.status.as_u16(),
+            None if timed_out => 408, // as nginx logs a client_body_timeout
+            None => 0,
+        };
         let route = ctx.route.as_ref().map_or("-", |r| &r.name);
         let sent = session.body_bytes_sent() as u64;
         let from_upstream = session.upstream_body_bytes_received() as u64;

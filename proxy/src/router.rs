@@ -86,6 +86,9 @@ pub struct Route {
     pub target: Target,
     /// The plugin chain, in YAML order.
     pub plugins: Vec<Arc<dyn Plugin>>,
+    /// Request bodies are read whole before an upstream is chosen (`request_buffering`,
+    /// default true, nginx `proxy_request_buffering on`); false streams them.
+    pub request_buffering: bool,
     /// Its request counters and duration histogram.
     pub metrics: RouteMetrics,
 }

@@ -135,13 +135,20 @@ pub fn run(path: PathBuf, config: Config, registry: Registry) -> ! {
     server.bootstrap();
     // What `http_proxy_service_with_name` builds, with plain HTTP/1 connections parked
     // between requests (idle_parking.rs).
-    let mut proxy = pingora::services::listening::Service::new(
-        "weir".to_string(),
-        IdleParking::new(pingora::proxy::http_proxy(
-            &server.configuration,
-            Weir::new(shared.clone()),
-        )),
-    );
+    let mut app = pingora::proxy::http_proxy(&server.configuration, Weir::new(shared.clone()));
+    let mut options = pingora::apps::HttpServerOptions::default();
+    // The whole request header, from its first byte (a vendored Pingora patch).
+    options.h1_header_timeout = Some(settings.client_header_timeout);
+    app.server_options = Some(options);
+    if let Err(e) = std::fs::create_dir_all(&settings.temp_dir) {
+        eprintln!(
+            "weir: server.temp_dir: cannot create {}: {e}",
+            settings.temp_dir.display()
+        );
+        std::process::exit(1);
+    }
+    let mut proxy =
+        pingora::services::listening::Service::new("weir".to_string(), IdleParking::new(app));
     for l in &settings.listen {
         let addr = l.addr.to_string();
         let mut endpoint = ListenerConfig::tcp(addr.clone());
@@ -321,6 +328,9 @@ fn warn_restart_only(old: &Config, new: &Config) {
     }
     if o.state_dir != n.state_dir {
         log::warn!("reload: server.state_dir changed; takes effect after a restart");
+    }
+    if o.client_header_timeout != n.client_header_timeout {
+        log::warn!("reload: server.client_header_timeout changed; takes effect after a restart");
     }
     if old.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen) {
         log::warn!(

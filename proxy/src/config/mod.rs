@@ -7,6 +7,7 @@
 mod env;
 mod routes;
 pub mod server;
+mod temp_dir;
 mod upstreams;
 pub mod zones;
 

@@ -20,6 +20,7 @@ struct RouteWire {
     redirect: Option<String>,
     #[serde(default)]
     plugins: Vec<Value>,
+    request_buffering: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,6 +142,7 @@ pub fn build(i: usize, value: &Value, path: &str, refs: &RouteRefs) -> Result<Ro
             path_prefix,
             target,
             plugins,
+            request_buffering: wire.request_buffering.unwrap_or(true),
             metrics: RouteMetrics::default(),
         }),
         _ => Err(errors),

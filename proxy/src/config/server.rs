@@ -24,6 +24,10 @@ struct ServerWire {
     max_header_line: Option<Checked<ConfigSize>>,
     max_uri: Option<Checked<ConfigSize>>,
     max_headers: Option<Checked<usize>>,
+    client_header_timeout: Option<Checked<ConfigDuration>>,
+    client_body_timeout: Option<Checked<ConfigDuration>>,
+    send_timeout: Option<Checked<ConfigDuration>>,
+    temp_dir: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +78,18 @@ pub struct ServerSettings {
     pub max_headers: usize,
     /// Where the traffic counters and registered servers are kept (default /var/lib/weir).
     pub state_dir: std::path::PathBuf,
+    /// How long a whole request header may take from its first byte (nginx
+    /// `client_header_timeout`, default 60 s); also how long a new connection may stay silent.
+    pub client_header_timeout: Duration,
+    /// Longest wait between two reads of a request body (nginx `client_body_timeout`,
+    /// default 60 s).
+    pub client_body_timeout: Duration,
+    /// Longest wait for a write to the client to make progress (nginx `send_timeout`,
+    /// default 60 s).
+    pub send_timeout: Duration,
+    /// Where buffered request bodies larger than memory's share go (default
+    /// `<state_dir>/tmp`).
+    pub temp_dir: PathBuf,
 }
 
 /// One `listen` entry.
@@ -129,6 +145,7 @@ pub struct AccessLogSettings {
 const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_BODY: u64 = 1 << 20;
 const DEFAULT_MAX_LINE: u64 = 8 << 10;
+const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Builds `server:` found at `path`.
 pub fn build(value: &Value, path: &str) -> Result<ServerSettings, ConfigErrors> {
@@ -211,6 +228,26 @@ pub fn build(value: &Value, path: &str) -> Result<ServerSettings, ConfigErrors> 
         errors.push(at("max_headers"), "must be from 1 to 256");
     }
 
+    let mut client_timeout = |key: &str, v: Option<Checked<ConfigDuration>>| -> Duration {
+        let d = checked(v, &at(key), &mut errors).map_or(DEFAULT_CLIENT_TIMEOUT, |d| d.0);
+        if d.is_zero() {
+            errors.push(at(key), "must be longer than 0s");
+        }
+        d
+    };
+    let client_header_timeout = client_timeout("client_header_timeout", wire.client_header_timeout);
+    let client_body_timeout = client_timeout("client_body_timeout", wire.client_body_timeout);
+    let send_timeout = client_timeout("send_timeout", wire.send_timeout);
+    let temp_dir = match wire.temp_dir.as_deref() {
+        None => state_dir.join("tmp"),
+        Some(dir) => PathBuf::from(dir),
+    };
+    if !temp_dir.is_absolute() {
+        errors.push(at("temp_dir"), "must be an absolute directory path");
+    } else if let Err(why) = super::temp_dir::check(&temp_dir) {
+        errors.push(at("temp_dir"), why);
+    }
+
     let grace_period =
         checked(wire.grace_period, &at("grace_period"), &mut errors).map_or(DEFAULT_GRACE, |d| d.0);
     let max_request_body = checked(wire.max_request_body, &at("max_request_body"), &mut errors)
@@ -227,6 +264,10 @@ pub fn build(value: &Value, path: &str) -> Result<ServerSettings, ConfigErrors> 
         max_uri,
         max_headers,
         state_dir,
+        client_header_timeout,
+        client_body_timeout,
+        send_timeout,
+        temp_dir,
     })
 }
 

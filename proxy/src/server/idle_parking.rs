@@ -25,7 +25,9 @@ use tokio::io::{AsyncRead, ReadBuf};
 /// Pingora's keepalive for the first request of a connection (as `ServerApp::process_new`).
 const FIRST_REQUEST_KEEPALIVE_SECS: u64 = 60;
 
-/// How long a new connection may stay silent: Pingora's wait for a first request.
+/// How long a new connection may stay silent when no header timeout is set: Pingora's wait
+/// for a first request. With one (`server.client_header_timeout`), that timeout, as nginx
+/// waits `client_header_timeout` for a new connection's first request.
 const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(FIRST_REQUEST_KEEPALIVE_SECS);
 
 /// How long a kept-alive connection may stay idle between requests: weir's client keepalive
@@ -66,13 +68,14 @@ where
             return app.process_new(stream, shutdown).await;
         }
         let reuses = options.and_then(|o| o.keepalive_request_limit);
+        let header_timeout = options.and_then(|o| o.h1_header_timeout);
         let (mut stream, mut settings) = (stream, None::<HttpPersistentSettings>);
         let mut first = true;
         loop {
             // A stop closes a connection waiting for its next (or first) request, as
             // Pingora's handle_new_request does; bytes already there are served first.
             let wait = if first {
-                FIRST_REQUEST_WAIT
+                header_timeout.unwrap_or(FIRST_REQUEST_WAIT)
             } else {
                 NEXT_REQUEST_WAIT
             };
@@ -81,6 +84,7 @@ where
                 return None;
             }
             let mut session = ServerSession::new_http1(stream);
+            session.set_header_timeout(header_timeout);
             if first {
                 // As Pingora's process_new: no keep-alive for a connection accepted while
                 // the server stops.
