@@ -243,7 +243,10 @@ pub fn build(value: &Value, path: &str) -> Result<ServerSettings, ConfigErrors> 
         Some(dir) => PathBuf::from(dir),
     };
     if !temp_dir.is_absolute() {
-        errors.push(at("temp_dir"), "must be an absolute directory path");
+        // A default under a relative state_dir: that error is reported already.
+        if wire.temp_dir.is_some() {
+            errors.push(at("temp_dir"), "must be an absolute directory path");
+        }
     } else if let Err(why) = super::temp_dir::check(&temp_dir) {
         errors.push(at("temp_dir"), why);
     }
