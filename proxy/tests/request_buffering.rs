@@ -243,3 +243,40 @@ fn expect_100_continue_is_answered_by_weir_when_it_buffers() {
     // The origin got the body whole; nothing for it to continue.
     assert!(echo["headers"].get("expect").is_none(), "{echo}");
 }
+
+#[tokio::test]
+async fn a_buffered_put_is_resent_whole_after_the_first_server_drops_it_mid_body() {
+    let origin = Origin::start("o");
+    // A server that reads the start of a request, then drops the connection.
+    let dropper = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dropper_addr = dropper.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in dropper.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+        }
+    });
+    let weir = start(
+        &dropper_addr.to_string(),
+        Some(&origin.addr().to_string()),
+        "",
+        "",
+    );
+    // Larger than Pingora's 64 KiB retry buffer: only request buffering can resend it.
+    let body = pattern(300 << 10);
+    let r = common::client()
+        .put(weir.url("/__echo"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(echo["method"], "PUT");
+    assert_eq!(echo["body_bytes"], body.len());
+    assert_eq!(
+        echo["body_fnv"],
+        format!("{:016x}", weir_origin::fnv1a(&body))
+    );
+}
