@@ -279,6 +279,41 @@ async fn http2_to_the_upstream() {
     assert_eq!(access_line(&pki, "/__echo?via=h1")["version"], "HTTP/1.1");
 }
 
+/// Request buffering over HTTP/2 both ways: weir A buffers each body and sends it to weir B
+/// over h2 (the h2 upstream path), B reads it from an h2 stream, buffers it and sends it to
+/// the origin over HTTP/1.1. Bodies kept in memory and in a temp file arrive intact.
+#[tokio::test]
+async fn buffered_bodies_over_http2_both_ways() {
+    let origin = Origin::start("o");
+    let pki = pki();
+    let b = weir_b(&pki, &origin);
+    let a = weir_a(
+        &format!(
+            "{{addr: '127.0.0.1:{}', tls: true, sni: origin.test, http2: true}}",
+            b.port
+        ),
+        Some(&pki.ca),
+    );
+    for len in [10usize << 10, 300 << 10] {
+        let body = weir_origin::pattern(0, len).to_vec();
+        let r = client()
+            .post(a.url(&format!("/__echo?len={len}")))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", a.stderr());
+        let echo: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(echo["body_bytes"], len);
+        assert_eq!(
+            echo["body_fnv"],
+            format!("{:016x}", weir_origin::fnv1a(&body))
+        );
+        let line = access_line(&pki, &format!("/__echo?len={len}"));
+        assert_eq!(line["version"], "HTTP/2.0");
+    }
+}
+
 /// Two upstreams reach the same server under the same SNI; only one trusts the test CA. A
 /// connection the trusting one opened and pooled must not serve the other, which would
 /// refuse that certificate on a handshake of its own.
