@@ -1,5 +1,6 @@
 //! The admin API on `admin.listen` (never on the proxy listeners): health, Prometheus
-//! metrics, status, 14-day traffic, upstream registration, purge, clean and reload.
+//! metrics, status, 14-day traffic, upstream registration, purge, clean and reload; `GET /`
+//! and its assets are the dashboard (`crate::dashboard` renders it; this module answers).
 //!
 //! Reads (`GET`) need no token; every other call needs `Authorization: Bearer <token>`,
 //! compared in constant time, or it gets 401 and changes nothing. Bodies are JSON; errors
@@ -60,6 +61,16 @@ fn answer(status: StatusCode, content_type: &str, body: Vec<u8>) -> Answer {
     r
 }
 
+/// A dashboard page or asset, with the dashboard's security headers.
+fn dashboard_answer(content_type: &str, body: Vec<u8>) -> Answer {
+    let mut r = answer(StatusCode::OK, content_type, body);
+    for (name, value) in crate::dashboard::HEADERS {
+        r.headers_mut()
+            .insert(name, http::HeaderValue::from_static(value));
+    }
+    r
+}
+
 fn json_answer(status: StatusCode, value: &Value) -> Answer {
     let mut body = serde_json::to_vec(value).unwrap_or_default();
     body.push(b'\n');
@@ -103,6 +114,7 @@ fn server_json(s: &ServerState) -> Value {
         "addr": s.peer.spec.addr,
         "tier": s.peer.tier,
         "state": if down { "down" } else { "up" },
+        "probing": down && s.peer.is_probing(),
         "registered": s.expires.is_some(),
         "expires_in_s": s.expires.map(|e| e.saturating_duration_since(Instant::now()).as_secs()),
         "last_change": change.as_ref().map(|c| crate::access_log::rfc3339(c.at)),
@@ -197,13 +209,27 @@ impl Admin {
             Err(f) => return f.into(),
         };
         match (method.as_str(), segments.as_slice()) {
+            ("GET" | "HEAD", [""]) => {
+                let html = crate::dashboard::page(
+                    &self.status_value(&config),
+                    &self.traffic_value(),
+                    &weir_plugins::metrics::registry().gather(),
+                    &config.limits.keys().cloned().collect::<Vec<_>>(),
+                );
+                dashboard_answer(crate::dashboard::PAGE_TYPE, html.into_bytes())
+            }
+            ("GET" | "HEAD", [segment]) if crate::dashboard::asset(segment).is_some() => {
+                match crate::dashboard::asset(segment) {
+                    Some((content_type, body)) => dashboard_answer(content_type, body.to_vec()),
+                    None => error(StatusCode::NOT_FOUND, format!("no admin endpoint {path}")),
+                }
+            }
             ("GET" | "HEAD", ["healthz"]) => answer(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
             ("GET" | "HEAD", ["metrics"]) => self.metrics(&config),
-            ("GET" | "HEAD", ["status"]) => self.status(&config),
-            ("GET" | "HEAD", ["traffic"]) => json_answer(
-                StatusCode::OK,
-                &json!({ "days": self.shared.traffic.days() }),
-            ),
+            ("GET" | "HEAD", ["status"]) => {
+                json_answer(StatusCode::OK, &self.status_value(&config))
+            }
+            ("GET" | "HEAD", ["traffic"]) => json_answer(StatusCode::OK, &self.traffic_value()),
             ("GET" | "HEAD", ["upstreams", name]) => match config.upstreams.get(*name) {
                 Some(u) => json_answer(
                     StatusCode::OK,
@@ -253,7 +279,13 @@ impl Admin {
         }
     }
 
-    fn status(&self, config: &Config) -> Answer {
+    /// The body of `GET /traffic` (also what the dashboard's chart shows).
+    fn traffic_value(&self) -> Value {
+        json!({ "days": self.shared.traffic.days() })
+    }
+
+    /// The body of `GET /status` (also what the dashboard's first view shows).
+    fn status_value(&self, config: &Config) -> Value {
         use std::sync::atomic::Ordering::Relaxed;
         let t = &self.shared.traffic.since_start;
         let caches: serde_json::Map<String, Value> = config
@@ -261,6 +293,7 @@ impl Admin {
             .iter()
             .map(|(name, zone)| {
                 let z = zone.totals();
+                let limits = zone.storage.settings();
                 let served = z.hits + z.misses;
                 let ratio = if served == 0 {
                     0.0
@@ -275,6 +308,8 @@ impl Admin {
                         "hit_ratio": ratio,
                         "origin_bytes_saved": z.origin_bytes_saved,
                         "memory_bytes": z.memory_bytes,
+                        "max_size": limits.max_size,
+                        "memory_max": limits.memory,
                     }),
                 )
             })
@@ -302,9 +337,7 @@ impl Admin {
                 )
             })
             .collect();
-        json_answer(
-            StatusCode::OK,
-            &json!({
+        json!({
                 "version": crate::VERSION,
                 "uptime_s": self.shared.started.elapsed().as_secs(),
                 "requests": t.requests.load(Relaxed),
@@ -313,8 +346,7 @@ impl Admin {
                 "caches": caches,
                 "upstreams": upstreams,
                 "limits": limits,
-            }),
-        )
+        })
     }
 
     async fn register(&self, config: &Config, name: &str, body: &[u8]) -> Answer {
@@ -440,6 +472,7 @@ impl Admin {
 fn allowed(segments: &[&str]) -> Option<&'static str> {
     match segments {
         ["healthz" | "metrics" | "status" | "traffic"] | ["upstreams", _] => Some("GET, HEAD"),
+        [page] if page.is_empty() || crate::dashboard::asset(page).is_some() => Some("GET, HEAD"),
         ["purge" | "reload"] | ["upstreams", _, "servers"] | ["caches", _, "clean"] => Some("POST"),
         ["upstreams", _, "servers", _] => Some("DELETE"),
         _ => None,

@@ -10,6 +10,7 @@ mod admin;
 mod cache;
 mod cli;
 pub mod config;
+mod dashboard;
 mod framing;
 pub mod metrics;
 mod proxy;

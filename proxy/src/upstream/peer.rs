@@ -165,6 +165,12 @@ impl Peer {
         lock(&self.last_change).clone()
     }
 
+    /// True while active checks say down but the latest ones succeeded: the server comes
+    /// back after `rise` of them in a row (the dashboard's "probing").
+    pub fn is_probing(&self) -> bool {
+        !self.is_up() && lock(&self.counts).ok_in_a_row > 0
+    }
+
     /// When the last active check finished.
     pub fn last_check(&self) -> Option<SystemTime> {
         *lock(&self.last_check)
@@ -251,8 +257,11 @@ mod tests {
         assert_eq!(p.record_check(Err("refused".into()), 2, 3), None);
         assert_eq!(p.record_check(Err("refused".into()), 2, 3), Some(false));
         assert!(!p.is_up());
+        assert!(!p.is_probing());
         assert_eq!(p.record_check(Ok(()), 2, 3), None);
+        assert!(p.is_probing());
         assert_eq!(p.record_check(Err("x".into()), 2, 3), None);
+        assert!(!p.is_probing());
         assert_eq!(p.record_check(Ok(()), 2, 3), None);
         assert_eq!(p.record_check(Ok(()), 2, 3), Some(true));
         assert!(p.is_up());
