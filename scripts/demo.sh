@@ -3,7 +3,7 @@
 # 127.0.0.1:9001 and edge-b on 127.0.0.1:9002 in the `edge` tier, backup on 127.0.0.1:9003
 # in the `backup` tier) and weir on 127.0.0.1:8080 with conf/weir.yaml (a disk cache in
 # /tmp/weir-demo/cache, emptied at start; the admin API on 127.0.0.1:9901, token demo-token),
-# prints requests to try, then shows weir's log until Ctrl-C, which stops all four. The edge
+# prints the dashboard's URL (http://127.0.0.1:9901/) and requests to try, then shows weir's log until Ctrl-C, which stops all four. The edge
 # tier also lists 127.0.0.1:9004, where nothing listens, so the log shows a server going down.
 #
 #   bash scripts/demo.sh
@@ -149,6 +149,7 @@ AUTH="Authorization: Bearer $ADMIN_TOKEN"
 EDGE_A_PID=${ORIGIN_PIDS[0]}
 EDGE_B_PID=${ORIGIN_PIDS[1]}
 say "weir is up on $URL (pid $WEIR_PID), admin API on $ADMIN: tier edge = edge-a (weight 2), edge-b (weight 1) and $LISTEN_HOST:$DEAD_PORT (nothing there); tier backup = backup"
+say "dashboard: open $ADMIN/ in a browser (actions: type the token $ADMIN_TOKEN into the page)"
 cat <<EOF
 
 Try, in another terminal:
@@ -173,7 +174,8 @@ Try, in another terminal:
   grep 'not storing' $WEIR_LOG         # why: "cache demo: not storing /cached/b.jpg?cc=no-store: Cache-Control: no-store"
   ls /tmp/weir-demo/cache              # the objects: <2 hex>/<32 hex>, one file each
 
-  # the admin API ($ADMIN; GET needs no token, everything else "$AUTH")
+  # the admin API ($ADMIN; GET needs no token, everything else "$AUTH");
+  # $ADMIN/ in a browser is the dashboard (token: $ADMIN_TOKEN)
   curl -s $ADMIN/status                # version, uptime, requests, cache zone (objects, hit_ratio), servers
   curl -s $ADMIN/metrics | grep -E '^weir_(cache_requests|requests)_total'
   curl -s $ADMIN/traffic               # today's totals (kept in /tmp/weir-demo/state/state.json)
