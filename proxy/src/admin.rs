@@ -61,6 +61,25 @@ fn answer(status: StatusCode, content_type: &str, body: Vec<u8>) -> Answer {
     r
 }
 
+/// What the dashboard shows beyond the JSON bodies: every limit zone's name (a zone without
+/// traffic has no counters yet) and the servers being probed back up.
+fn dashboard_extras(config: &Config) -> crate::dashboard::Extras {
+    let probing = config
+        .upstreams
+        .iter()
+        .flat_map(|(name, u)| {
+            u.servers()
+                .into_iter()
+                .filter(|s| s.peer.is_probing())
+                .map(move |s| (name.clone(), s.peer.spec.addr.clone()))
+        })
+        .collect();
+    crate::dashboard::Extras {
+        limit_zones: config.limits.keys().cloned().collect(),
+        probing,
+    }
+}
+
 /// A dashboard page or asset, with the dashboard's security headers.
 fn dashboard_answer(content_type: &str, body: Vec<u8>) -> Answer {
     let mut r = answer(StatusCode::OK, content_type, body);
@@ -114,7 +133,6 @@ fn server_json(s: &ServerState) -> Value {
         "addr": s.peer.spec.addr,
         "tier": s.peer.tier,
         "state": if down { "down" } else { "up" },
-        "probing": down && s.peer.is_probing(),
         "registered": s.expires.is_some(),
         "expires_in_s": s.expires.map(|e| e.saturating_duration_since(Instant::now()).as_secs()),
         "last_change": change.as_ref().map(|c| crate::access_log::rfc3339(c.at)),
@@ -214,7 +232,7 @@ impl Admin {
                     &self.status_value(&config),
                     &self.traffic_value(),
                     &weir_plugins::metrics::registry().gather(),
-                    &config.limits.keys().cloned().collect::<Vec<_>>(),
+                    &dashboard_extras(&config),
                 );
                 dashboard_answer(crate::dashboard::PAGE_TYPE, html.into_bytes())
             }

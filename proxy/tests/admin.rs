@@ -1559,7 +1559,7 @@ async fn errors_are_json_with_a_4xx_status() {
         ("GET", "/reload".into(), None, 405, "GET /reload"),
         ("POST", "/healthz".into(), None, 405, "POST /healthz"),
         ("GET", "/nope".into(), None, 404, "unknown endpoint"),
-        ("GET", "/".into(), None, 404, "root"),
+        ("POST", "/".into(), None, 405, "POST / (the dashboard)"),
         (
             "POST",
             "/purge".into(),

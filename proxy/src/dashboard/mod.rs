@@ -17,6 +17,7 @@ mod render;
 use http::header::{self, HeaderName};
 use prometheus::proto::MetricFamily;
 use serde_json::Value;
+use std::collections::BTreeSet;
 
 pub use counters::Counters;
 
@@ -55,17 +56,21 @@ pub fn asset(segment: &str) -> Option<(&'static str, &'static [u8])> {
     Some((content_type, body.as_bytes()))
 }
 
+/// What the page shows that the JSON bodies do not carry.
+#[derive(Debug, Default)]
+pub struct Extras {
+    /// Every limit zone, by name (a zone with no traffic yet has no counters).
+    pub limit_zones: Vec<String>,
+    /// `(upstream, server addr)` of the servers down by the health check whose latest
+    /// checks succeeded (up again after `rise` of them): shown as `probing`.
+    pub probing: BTreeSet<(String, String)>,
+}
+
 /// The dashboard page: `status` and `traffic` are the bodies of `GET /status` and
-/// `GET /traffic`; `metrics` is what `GET /metrics` encodes; `limit_zones` names every
-/// limit zone (a zone with no traffic yet has no counters).
-pub fn page(
-    status: &Value,
-    traffic: &Value,
-    metrics: &[MetricFamily],
-    limit_zones: &[String],
-) -> String {
+/// `GET /traffic`; `metrics` is what `GET /metrics` encodes.
+pub fn page(status: &Value, traffic: &Value, metrics: &[MetricFamily], extras: &Extras) -> String {
     let counters = Counters::from_families(metrics);
-    render::page(status, traffic, &counters, limit_zones)
+    render::page(status, traffic, &counters, extras)
 }
 
 #[cfg(test)]

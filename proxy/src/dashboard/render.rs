@@ -10,17 +10,14 @@
 use super::chart;
 use super::counters::{Counters, LimitCounts};
 use super::format::{bytes, count, duration, esc, percent, timestamp};
+use super::Extras;
 use serde_json::{Map, Value};
+use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::time::SystemTime;
 
 /// The whole page.
-pub fn page(
-    status: &Value,
-    traffic: &Value,
-    counters: &Counters,
-    limit_zones: &[String],
-) -> String {
+pub fn page(status: &Value, traffic: &Value, counters: &Counters, extras: &Extras) -> String {
     let now = crate::access_log::rfc3339(SystemTime::now());
     let mut html = String::with_capacity(16 * 1024);
     html += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
@@ -34,9 +31,9 @@ pub fn page(
              </header>\n";
     let _ = writeln!(html, "<main id=\"live\" data-at=\"{}\">", esc(&now));
     html += &overview(status, &now);
-    html += &upstreams(status, counters);
+    html += &upstreams(status, counters, &extras.probing);
     html += &caches(status);
-    html += &limits(status, counters, limit_zones);
+    html += &limits(status, counters, &extras.limit_zones);
     html += "<section id=\"traffic\" aria-labelledby=\"h-traffic\">\n\
              <h2 id=\"h-traffic\">Traffic, last 14 UTC days</h2>\n";
     html += &chart::charts(traffic);
@@ -123,15 +120,18 @@ fn overview(status: &Value, now: &str) -> String {
 
 /// The state a server is shown in: `up`, `down`, or `probing` (down, and the latest health
 /// checks succeed: it comes back after `rise` of them).
-fn state_of(server: &Value) -> &'static str {
-    match (server["state"].as_str(), server["probing"].as_bool()) {
-        (Some("up"), _) => "up",
-        (_, Some(true)) => "probing",
+fn state_of(server: &Value, probing: bool) -> &'static str {
+    match server["state"].as_str() {
+        Some("up") => "up",
+        _ if probing => "probing",
         _ => "down",
     }
 }
 
-fn upstreams(status: &Value, counters: &Counters) -> String {
+/// `(upstream, addr)` pairs of the servers being probed back up.
+type Probing = BTreeSet<(String, String)>;
+
+fn upstreams(status: &Value, counters: &Counters, probing: &Probing) -> String {
     let mut s = String::from(
         "<section id=\"upstreams\" aria-labelledby=\"h-upstreams\">\n\
          <h2 id=\"h-upstreams\">Upstreams</h2>\n",
@@ -155,7 +155,7 @@ fn upstreams(status: &Value, counters: &Counters) -> String {
                 "<tr><td colspan=\"8\">No servers (a tier may wait for registrations).</td></tr>\n";
         }
         for server in servers {
-            s += &server_row(name, server, counters);
+            s += &server_row(name, server, counters, probing);
         }
         s += "</tbody>\n</table>\n";
     }
@@ -166,9 +166,12 @@ fn upstreams(status: &Value, counters: &Counters) -> String {
     s
 }
 
-fn server_row(upstream: &str, server: &Value, counters: &Counters) -> String {
+fn server_row(upstream: &str, server: &Value, counters: &Counters, probing: &Probing) -> String {
     let addr = server["addr"].as_str().unwrap_or("");
-    let state = state_of(server);
+    let state = state_of(
+        server,
+        probing.contains(&(upstream.to_string(), addr.to_string())),
+    );
     let since = server["last_change"].as_str().map_or("–".into(), |t| {
         format!(
             "<time datetime=\"{}\">{}</time>",
@@ -422,13 +425,23 @@ mod tests {
                  "reason": "registered"}]},
             "limits": {},
         });
-        let html = page(
+        let extras = Extras {
+            limit_zones: vec!["per_ip".into()],
+            probing: BTreeSet::new(),
+        };
+        let html = page(&status, &json!({"days": []}), &Counters::default(), &extras);
+        assert!(html.contains("data-state=\"down\""));
+        let probing = Extras {
+            probing: [("o".to_string(), "127.0.0.1:1".to_string())].into(),
+            ..Extras::default()
+        };
+        let html2 = page(
             &status,
             &json!({"days": []}),
             &Counters::default(),
-            &["per_ip".into()],
+            &probing,
         );
-        assert!(html.contains("data-state=\"down\""));
+        assert!(html2.contains("data-server=\"127.0.0.1:1\" data-state=\"probing\""));
         assert!(html.contains("2 failed checks (&lt;refused&gt;)"));
         assert!(html.contains("19m 50s left"));
         assert!(html.contains("data-counter=\"requests\" value=\"1234\">1,234<"));
@@ -442,11 +455,8 @@ mod tests {
 
     #[test]
     fn probing_is_a_down_server_passing_checks() {
-        assert_eq!(state_of(&json!({"state": "up", "probing": false})), "up");
-        assert_eq!(
-            state_of(&json!({"state": "down", "probing": true})),
-            "probing"
-        );
-        assert_eq!(state_of(&json!({"state": "down"})), "down");
+        assert_eq!(state_of(&json!({"state": "up"}), true), "up");
+        assert_eq!(state_of(&json!({"state": "down"}), true), "probing");
+        assert_eq!(state_of(&json!({"state": "down"}), false), "down");
     }
 }
