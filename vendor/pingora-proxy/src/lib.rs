@@ -40,7 +40,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::future::FutureExt;
 use http::{header, version::Version, Method};
-use log::{debug, error, trace, warn};
+use log::{debug, error, info, trace, warn};
 use once_cell::sync::Lazy;
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::fmt::Debug;
@@ -358,6 +358,13 @@ where
                         .unwrap_or_else(|e| {
                             error!("failed to send error response to downstream: {e}");
                         });
+                } else if matches!(e.etype, ReadTimedout) {
+                    // A client too slow to send its header (the header timeout): routine at
+                    // the edge, and one error line per slow connection would flood the log.
+                    info!(
+                        "Fail to proxy: {e}, downstream session type: {}",
+                        downstream_session.session_type()
+                    );
                 } else {
                     // otherwise the connection must be broken, no need to send anything
                     error!(
