@@ -280,3 +280,30 @@ async fn a_buffered_put_is_resent_whole_after_the_first_server_drops_it_mid_body
         format!("{:016x}", weir_origin::fnv1a(&body))
     );
 }
+
+#[tokio::test]
+async fn a_temp_dir_that_cannot_be_written_answers_500_and_weir_keeps_serving() {
+    let origin = Origin::start("o");
+    let weir = start(&origin.addr().to_string(), None, "", "");
+    // The directory made way for a file: no temp file can be made there (even as root).
+    let dir = temp_dir(&weir);
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(&dir, b"not a directory").unwrap();
+    let r = common::client()
+        .post(weir.url("/__echo"))
+        .body(pattern(BIG))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert!(weir.wait_log("server.temp_dir: cannot create a temp file"));
+    assert_eq!(origin.connections(), 0);
+    // Bodies that fit in memory and requests without one are still served.
+    let r = common::client()
+        .post(weir.url("/__echo"))
+        .body(pattern(1000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
