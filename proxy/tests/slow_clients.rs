@@ -24,6 +24,11 @@ struct Cut {
 /// times), and reports when weir closed it; `None` when it never did.
 fn drip_until_closed(s: &mut TcpStream, first: &[u8], drip: &[u8], every: Duration) -> Option<Cut> {
     s.set_read_timeout(Some(every)).unwrap();
+    drip_on(s, first, drip)
+}
+
+/// [`drip_until_closed`] on any stream whose reads time out after the drip interval.
+fn drip_on(s: &mut impl ReadWrite, first: &[u8], drip: &[u8]) -> Option<Cut> {
     let start = Instant::now();
     s.write_all(first).unwrap();
     let mut received = Vec::new();
@@ -54,6 +59,10 @@ fn drip_until_closed(s: &mut TcpStream, first: &[u8], drip: &[u8], every: Durati
     }
     None
 }
+
+/// A byte stream both ways (plain TCP or TLS).
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
 
 fn start(origin: &Origin, server: &str, upstream: &str) -> Weir {
     let port = free_port();
@@ -267,4 +276,56 @@ fn a_client_that_never_reads_is_cut_by_send_timeout() {
     };
     assert!(closed, "the connection stayed open");
     assert!(got < size, "the whole response arrived ({got} bytes)");
+}
+
+#[test]
+fn a_header_dripped_over_tls_is_cut_by_client_header_timeout() {
+    use std::sync::Arc;
+    let origin = Origin::start("o");
+    let certs = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let (plain, tls) = (free_port(), free_port());
+    let yaml = format!(
+        "server:\n  listen:\n    - '127.0.0.1:{plain}'\n\
+         \x20   - {{addr: '127.0.0.1:{tls}', tls: {{cert: '{}', key: '{}'}}}}\n\
+         \x20 client_header_timeout: 1s\n\
+         upstreams: {{o: {{tiers: [{{name: t, servers: ['{}']}}]}}}}\n\
+         routes: [{{upstream: o}}]\n",
+        cert.display(),
+        key.display(),
+        origin.addr()
+    );
+    let _weir = Weir::start(&yaml, plain);
+    common::wait_listening(("127.0.0.1", tls));
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", tls)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    let cut = drip_on(
+        &mut s,
+        b"GET /tls HTTP/1.1\r\nHost: x\r\n",
+        b"X-Drip: 1\r\n",
+    )
+    .expect("weir never cut the dripped header");
+    assert!(
+        cut.after >= Duration::from_millis(900) && cut.after < Duration::from_secs(4),
+        "cut after {:?}",
+        cut.after
+    );
+    assert!(cut.received.is_empty(), "answered {:?}", cut.received);
+    assert_eq!(origin.hits("/tls"), 0);
 }
