@@ -313,6 +313,20 @@ fn the_dashboard_shows_the_numbers_and_purges_through_the_page() {
         "the largest day fills the plot: {tallest}"
     );
 
+    // "The numbers" opened by the reader stay open across a refresh in place.
+    b.click("#traffic-numbers summary");
+    let refreshed = b.eval("document.getElementById('refresh-state').textContent");
+    b.wait_true(
+        &format!("document.getElementById('refresh-state').textContent !== {refreshed}"),
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        b.eval("document.getElementById('traffic-numbers').open"),
+        true
+    );
+    let rows = b.eval("document.querySelectorAll('#traffic-numbers tbody tr').length");
+    assert_eq!(rows, 14);
+
     // Purge through the page: without a token the API's refusal is shown in its words.
     let url = "http://img.test/a.jpg?size=20k";
     b.type_into("#purge-target", url);
@@ -387,6 +401,42 @@ fn the_dashboard_shows_the_numbers_and_purges_through_the_page() {
         .iter()
         .all(|v| v["addr"] != spare.as_str()));
 
+    // Register it again with the form, then reload: a good file, then a broken one (the
+    // API's 422 lines are shown as they are).
+    b.type_into("#register-tier", "backup");
+    b.type_into("#register-addr", &spare);
+    b.type_into("#register-ttl", "5m");
+    b.click("#register-form button[type=submit]");
+    b.wait_true(
+        &format!(
+            "!!document.querySelector('tr[data-server=\"{spare}\"][data-registered=\"true\"]')"
+        ),
+        Duration::from_secs(5),
+    );
+    let said = b.eval("document.getElementById('result').textContent");
+    assert!(
+        said.as_str()
+            .unwrap()
+            .starts_with("POST /upstreams/img/servers → 200: {"),
+        "{said}"
+    );
+    b.click("#reload-form button[type=submit]");
+    b.wait_true(
+        "document.getElementById('result').textContent === 'POST /reload → 200: {\"ok\":true}'",
+        Duration::from_secs(10),
+    );
+    let yaml = std::fs::read_to_string(s.weir.config_path()).unwrap();
+    std::fs::write(
+        s.weir.config_path(),
+        yaml.replace("rate: 1r/m", "rate: fast"),
+    )
+    .unwrap();
+    b.click("#reload-form button[type=submit]");
+    b.wait_true(
+        "document.getElementById('result').textContent.startsWith('POST /reload → 422: limits.strict.rate')",
+        Duration::from_secs(10),
+    );
+
     // Nothing left the admin listener; the token only ever went in a header.
     b.eval("new Promise((done) => setTimeout(done, 200))");
     let requests: Vec<&Value> = b
@@ -436,4 +486,13 @@ fn the_dashboard_shows_the_numbers_and_purges_through_the_page() {
         })
         .collect();
     assert!(problems.is_empty(), "{problems:?}");
+
+    // The policy is enforced, and its violations would have been seen: an image from
+    // elsewhere is refused.
+    b.eval(
+        "new Promise((done) => { const i = new Image(); i.onerror = done; \
+         i.src = 'http://192.0.2.1/x.png'; document.body.append(i); })",
+    );
+    let csp = b.eval("window.__csp");
+    assert_eq!(csp, json!(["img-src http://192.0.2.1/x.png"]), "{csp}");
 }

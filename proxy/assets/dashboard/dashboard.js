@@ -79,6 +79,13 @@
       if (!fresh || !live) {
         throw new Error("GET / answered a page without its sections");
       }
+      // What the reader opened stays open.
+      live.querySelectorAll("details[id]").forEach((d) => {
+        const twin = fresh.querySelector("#" + d.id);
+        if (twin) {
+          twin.open = d.open;
+        }
+      });
       const now = readCounters(fresh, at);
       showRates(fresh, now);
       previous = now;

@@ -355,7 +355,7 @@ fn traffic_table(traffic: &Value) -> String {
         return String::new();
     }
     let mut s = String::from(
-        "<details><summary>The numbers</summary>\n<table class=\"days\">\n<thead><tr>\
+        "<details id=\"traffic-numbers\"><summary>The numbers</summary>\n<table class=\"days\">\n<thead><tr>\
          <th scope=\"col\">UTC day</th><th scope=\"col\">Requests</th><th scope=\"col\">Cache hits</th><th scope=\"col\">To clients</th>\
          <th scope=\"col\">From upstreams</th></tr></thead>\n<tbody>\n",
     );
