@@ -79,7 +79,8 @@ pub struct ServerSettings {
     /// Where the traffic counters and registered servers are kept (default /var/lib/weir).
     pub state_dir: std::path::PathBuf,
     /// How long a whole request header may take from its first byte (nginx
-    /// `client_header_timeout`, default 60 s); also how long a new connection may stay silent.
+    /// `client_header_timeout`, default 60 s); on plain HTTP listeners
+    /// also how long a new connection may stay silent.
     pub client_header_timeout: Duration,
     /// Longest wait between two reads of a request body (nginx `client_body_timeout`,
     /// default 60 s).
