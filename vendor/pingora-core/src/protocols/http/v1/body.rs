@@ -675,6 +675,13 @@ impl BodyReader {
                             "Got size {chunk_size}, payload_index: {payload_index}, chunk: {:?}",
                             String::from_utf8_lossy(buf).escape_default(),
                         );
+                        // httparse takes a bare LF inside a chunk extension as extension
+                        // bytes, where other parsers end the line: refuse it rather than
+                        // read the chunk data from a different place than they would.
+                        if buf[..payload_index.saturating_sub(2)].contains(&LF) {
+                            self.body_state = self.body_state.done(0);
+                            return Error::e_explain(INVALID_CHUNK, "bare LF in chunk extension");
+                        }
                         let chunk_size = match usize::try_from(chunk_size) {
                             Ok(chunk_size) => chunk_size,
                             Err(_) => {
@@ -780,6 +787,11 @@ impl BodyReader {
                         ))
                     }
                     httparse::Status::Partial => {
+                        if buf.contains(&LF) {
+                            // an LF without its CR (a CRLF would have completed the line)
+                            self.body_state = self.body_state.done(0);
+                            return Error::e_explain(INVALID_CHUNK, "bare LF in chunk extension");
+                        }
                         if buf.len() > PARTIAL_CHUNK_HEAD_LIMIT {
                             // https://datatracker.ietf.org/doc/html/rfc9112#name-chunk-extensions
                             // "A server ought to limit the total length of chunk extensions received"
