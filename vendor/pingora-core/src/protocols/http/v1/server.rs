@@ -863,6 +863,16 @@ impl HttpSession {
             debug!("ignoring informational headers");
             return Ok(None);
         }
+        // HTTP/1.0 has no 1xx responses (RFC 9110 section 15.2): a 1.0 client must not get one.
+        if header.status.is_informational()
+            && self
+                .request_header
+                .as_ref()
+                .is_some_and(|req| req.version == Version::HTTP_10)
+        {
+            debug!("no informational response to an HTTP/1.0 client");
+            return Ok(None);
+        }
 
         // Check if we already sent a response header
         if let Some(ref resp) = self.response_written {
@@ -873,7 +883,9 @@ impl HttpSession {
         }
 
         // if body unfinished, or request header was not finished reading
+        // A 1xx (`100 Continue`) comes before the body by design: it does not end the request.
         if self.close_on_response_before_downstream_finish
+            && !header.status.is_informational()
             && (self.request_header.is_none() || !self.is_body_done())
         {
             debug!("set connection close before downstream finish");
