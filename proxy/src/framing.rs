@@ -1,5 +1,7 @@
-//! How a request's body is framed, checked as nginx 1.22 checks it
-//! (`ngx_http_process_request_header`) before anything reads the body.
+//! Message framing at the edge: how a request's body is framed, checked as nginx 1.22
+//! checks it (`ngx_http_process_request_header`) before anything reads the body; the
+//! `100 Continue` weir owes a client that expects one; the size of an upstream's response
+//! header, which `upstreams.*.max_response_header` bounds.
 //!
 //! Pingora's HTTP/1 parser already refuses a request with both `Content-Length` and
 //! `Transfer-Encoding`, a `Transfer-Encoding` on HTTP/1.0, a final coding other than
@@ -7,7 +9,8 @@
 //! closed). What it accepts and nginx does not is refused here: a message that two parsers
 //! could frame two ways must not reach an origin that trusts weir.
 
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::Session;
 
 /// Why a request's framing is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +71,37 @@ pub fn check(req: &RequestHeader) -> Result<(), FramingRefusal> {
     Ok(())
 }
 
+/// The size of `resp`'s header block as HTTP/1.1 carries it: the status line, every header
+/// line with its `: ` and CRLF, and the blank line. What `upstreams.*.max_response_header`
+/// bounds, as nginx's `proxy_buffer_size` bounds the response header it reads.
+pub fn response_head_bytes(resp: &ResponseHeader) -> usize {
+    let reason = resp.status.canonical_reason().map_or(0, str::len);
+    let status_line = "HTTP/1.1 200 ".len() + reason + 2;
+    let lines: usize = resp
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    status_line + lines + 2
+}
+
+/// Answers `Expect: 100-continue` with `100 Continue`, as nginx does when it starts to read
+/// a request body: called once the request passed every check that could refuse it (a
+/// refusal, e.g. 413 by the declared length, goes out without a 100). HTTP/1.0 has no 1xx.
+/// The upstream never sees `Expect` (nginx does not forward it either).
+pub async fn continue_if_expected(session: &mut Session) -> pingora::Result<()> {
+    let req = session.req_header();
+    let expects = matches!(req.version, http::Version::HTTP_11 | http::Version::HTTP_2)
+        && req
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects && session.response_written().is_none() {
+        session.write_continue_response().await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +155,17 @@ mod tests {
         for (headers, want) in cases {
             assert_eq!(check(&request(headers)), *want, "{headers:?}");
         }
+    }
+
+    #[test]
+    fn response_head_size() {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        assert_eq!(response_head_bytes(&resp), b"HTTP/1.1 200 OK\r\n\r\n".len());
+        resp.append_header("X-Big", "a".repeat(100)).unwrap();
+        assert_eq!(
+            response_head_bytes(&resp),
+            b"HTTP/1.1 200 OK\r\n\r\n".len() + b"x-big: \r\n".len() + 100
+        );
     }
 
     #[test]

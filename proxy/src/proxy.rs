@@ -245,6 +245,7 @@ impl ProxyHttp for Weir {
                 Buffered::TooLarge => return Err(refuse(session, 413, BODY_TOO_LARGE)),
             }
         }
+        framing::continue_if_expected(session).await?;
         Ok(false)
     }
 
@@ -312,6 +313,21 @@ impl ProxyHttp for Weir {
         response: &mut ResponseHeader,
         ctx: &mut RequestState,
     ) -> Result<()> {
+        if let Some(route) = &ctx.route {
+            let upstream = route.target.upstream();
+            let size = framing::response_head_bytes(response);
+            if size > upstream.max_response_header {
+                log::warn!(
+                    "upstream {}: response header of {size} bytes for {} is larger than \
+                     max_response_header ({} bytes): 502",
+                    upstream.name,
+                    path_for_log(session.req_header()),
+                    upstream.max_response_header
+                );
+                // Before the cache sees the response: it is not stored.
+                return Err(http_error(502, "upstream response header too large"));
+            }
+        }
         ctx.attempts
             .on_response(session, ctx.route.as_deref(), response)
     }
@@ -331,6 +347,9 @@ impl ProxyHttp for Weir {
                 request.insert_header(http::header::HOST, host)?;
             }
         }
+        // weir answered `Expect` itself (framing::continue_if_expected); an upstream 100
+        // would be a second one.
+        request.remove_header(&http::header::EXPECT);
         // Upgrades keep their hop-by-hop headers.
         if !session.is_upgrade_req() {
             forwarded::remove_hop_by_hop(request);

@@ -288,3 +288,95 @@ fn pipelined_requests_with_bodies_and_during_proxying() {
         assert_eq!(origin.hits(path), 1, "{path}");
     }
 }
+
+/// Chunk syntax errors get 400 and a closed connection, and the bytes after them are never
+/// read as a request: nothing is desynced.
+#[test]
+fn chunk_syntax_errors_get_400_and_close() {
+    let (origin, weir) = start();
+    let cases: &[(&str, &str)] = &[
+        ("a bare LF in a chunk extension", "3;ext\nabc\r\n0\r\n\r\n"),
+        ("a bare LF ending a chunk extension line", "3;a=b\n"),
+        ("a bare LF ending a chunk size line", "3\nabc\r\n0\r\n\r\n"),
+        ("a size that is not hex", "zz\r\nabc\r\n0\r\n\r\n"),
+        (
+            "a size beyond 64 bits",
+            "fffffffffffffffffff\r\nabc\r\n0\r\n\r\n",
+        ),
+        ("no CRLF after the chunk data", "3\r\nabcX\r\n0\r\n\r\n"),
+    ];
+    for (what, body) in cases {
+        let mut conn = Conn::open(weir.port);
+        conn.send(
+            format!(
+                "POST /chunk HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{body}\
+                 GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let resp = conn
+            .response()
+            .unwrap_or_else(|| panic!("{what}: no response"));
+        assert_eq!(resp.status, 400, "{what}: {resp:?}");
+        assert!(conn.closed(), "{what}: the connection stayed open");
+    }
+    assert_eq!(origin.hits("/smuggled"), 0);
+    // A well-formed extension is fine.
+    let mut conn = Conn::open(weir.port);
+    conn.send(
+        b"POST /__echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+          3;name=value\r\nabc\r\n0\r\n\r\n",
+    );
+    let resp = conn.response().expect("a response");
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let echo: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(echo["body_bytes"], 3, "{echo}");
+}
+
+/// `Expect: 100-continue` is answered by weir with `100 Continue` before the body is sent
+/// (the client waits for it here), the connection stays reusable, and the upstream never
+/// sees `Expect`; a request refused by its declared length gets its 413 without a 100; an
+/// HTTP/1.0 client gets no 1xx.
+#[test]
+fn expect_100_continue_is_answered_by_weir() {
+    let (origin, weir) = start();
+    let mut conn = Conn::open(weir.port);
+    for framing in ["Content-Length: 3\r\n", "Transfer-Encoding: chunked\r\n"] {
+        conn.send(
+            format!("POST /__echo HTTP/1.1\r\nHost: x\r\n{framing}Expect: 100-continue\r\n\r\n")
+                .as_bytes(),
+        );
+        let interim = conn.response().expect("a 100 before the body was sent");
+        assert_eq!(interim.status, 100, "{framing}: {interim:?}");
+        let body: &[u8] = if framing.starts_with("Content") {
+            b"abc"
+        } else {
+            b"3\r\nabc\r\n0\r\n\r\n"
+        };
+        conn.send(body);
+        let resp = conn.response().expect("the final response");
+        assert_eq!(resp.status, 200, "{framing}: {resp:?}");
+        assert_eq!(resp.header("connection"), Some("keep-alive"), "{resp:?}");
+        let echo: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+        assert_eq!(echo["body_bytes"], 3, "{echo}");
+        assert!(echo["headers"].get("expect").is_none(), "{echo}");
+    }
+    assert_eq!(origin.hits("/__echo"), 2);
+
+    // Refused by its declared length (max_request_body 10 MiB): 413 at once, no 100.
+    let mut conn = Conn::open(weir.port);
+    conn.send(
+        b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 20000000\r\n\
+          Expect: 100-continue\r\n\r\n",
+    );
+    let resp = conn.response().expect("a response");
+    assert_eq!(resp.status, 413, "{resp:?}");
+    assert!(conn.closed());
+    assert_eq!(origin.hits("/big"), 0);
+
+    // HTTP/1.0: no 100; the final answer comes once the body is there.
+    let mut conn = Conn::open(weir.port);
+    conn.send(b"POST /__echo HTTP/1.0\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc");
+    let resp = conn.response().expect("a response");
+    assert_eq!(resp.status, 200, "{resp:?}");
+}

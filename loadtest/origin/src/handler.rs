@@ -224,6 +224,12 @@ async fn respond(
     for (name, value) in p.headers {
         h.append(name, value);
     }
+    if let Some(n) = p.big_header {
+        let big = HeaderValue::from_bytes(&vec![b'a'; n as usize]);
+        if let Ok(big) = big {
+            h.insert("x-big", big);
+        }
+    }
     resp
 }
 

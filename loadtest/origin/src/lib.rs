@@ -15,6 +15,7 @@
 //! | `reset_after=N` | full Content-Length, N body bytes, then an RST |
 //! | `cc`, `set_cookie`, `vary`, `expires`, `x_accel_expires`, `etag`, `last_modified` | set that header (a conditional GET these validators satisfy gets 304) |
 //! | `ctype=V` | Content-Type (default `application/octet-stream` with `size`, else `text/plain`) |
+//! | `big_header=N[k\|m]` | an `X-Big` header of N bytes (at most 1 MiB) |
 //!
 //! Special paths: `/__echo` (JSON description of the request with its body's
 //! length and FNV-1a 64), `/__hits?path=/x` (hit count of `/x`, not itself

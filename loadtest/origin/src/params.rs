@@ -29,6 +29,9 @@ pub struct Params {
     pub reset_after: Option<u64>,
     /// `ctype=V`: Content-Type, replacing the default.
     pub content_type: Option<HeaderValue>,
+    /// `big_header=N[k|m]`: an `X-Big` response header whose value is N bytes (a response
+    /// header block larger than a proxy accepts).
+    pub big_header: Option<u64>,
     /// Headers copied verbatim into the response (`cc`, `set_cookie`, `vary`,
     /// `expires`, `x_accel_expires`, `etag`, `last_modified`).
     pub headers: Vec<(HeaderName, HeaderValue)>,
@@ -56,6 +59,13 @@ impl Params {
                         Some(parse_size(&text()).ok_or_else(|| bad("reset_after", &text()))?)
                 }
                 b"ctype" => p.content_type = Some(header_value("ctype", &value)?),
+                b"big_header" => {
+                    p.big_header = Some(
+                        parse_size(&text())
+                            .filter(|n| *n <= 1 << 20)
+                            .ok_or_else(|| bad("big_header", &text()))?,
+                    )
+                }
                 other => {
                     if let Some(name) = header_param(other) {
                         p.headers
@@ -204,6 +214,11 @@ mod tests {
         assert!(Params::parse(Some("status=100")).is_err());
         assert!(Params::parse(Some("delay=x")).is_err());
         assert!(Params::parse(Some("cc=a%0Ab")).is_err());
+        assert!(Params::parse(Some("big_header=2m")).is_err());
+        assert_eq!(
+            Params::parse(Some("big_header=1k")).unwrap().big_header,
+            Some(1024)
+        );
         assert!(Params::parse(None).is_ok());
     }
 }

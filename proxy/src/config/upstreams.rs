@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use weir_plugins::config::{checked, from_value, index, join, Checked};
-use weir_plugins::units::ConfigDuration;
+use weir_plugins::units::{ConfigDuration, ConfigSize};
 use weir_plugins::ConfigErrors;
 
 #[derive(Debug, Deserialize)]
@@ -34,6 +34,7 @@ struct UpstreamWire {
     connect_timeout: Option<Checked<ConfigDuration>>,
     read_timeout: Option<Checked<ConfigDuration>>,
     keepalive: Option<Checked<usize>>,
+    max_response_header: Option<Checked<ConfigSize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +69,10 @@ struct HealthCheckWire {
     fall: Option<Checked<u32>>,
     expect_status: Option<Vec<u16>>,
 }
+
+/// `max_response_header` by default: nginx's `proxy_buffer_size` bounds a response header
+/// the same way (4 or 8 KiB there; 32 KiB here, the request side's `max_header_bytes`).
+const DEFAULT_MAX_RESPONSE_HEADER: u64 = 32 << 10;
 
 /// Builds `upstreams.NAME` found at `path`.
 pub fn build(name: &str, value: &Value, path: &str) -> Result<Upstream, ConfigErrors> {
@@ -193,6 +198,18 @@ pub fn build(name: &str, value: &Value, path: &str) -> Result<Upstream, ConfigEr
     if keepalive > 100_000 {
         errors.push(at("keepalive"), "must be at most 100000");
     }
+    let max_response_header = checked(
+        wire.max_response_header,
+        &at("max_response_header"),
+        &mut errors,
+    )
+    .map_or(DEFAULT_MAX_RESPONSE_HEADER, |s| s.0);
+    if !(1 << 10..=1 << 20).contains(&max_response_header) {
+        errors.push(
+            at("max_response_header"),
+            "must be from 1KiB to 1MiB (1024 to 1048576 bytes)",
+        );
+    }
     if errors.is_empty() {
         let mut u = Upstream::new(name, Pool::new(tiers, balance));
         u.balance = balance;
@@ -207,6 +224,7 @@ pub fn build(name: &str, value: &Value, path: &str) -> Result<Upstream, ConfigEr
         u.connect_timeout = connect_timeout.map_or(Duration::from_secs(2), |d| d.0);
         u.read_timeout = read_timeout.map_or(Duration::from_secs(60), |d| d.0);
         u.keepalive = keepalive;
+        u.max_response_header = max_response_header as usize;
         u.health_check = health_check;
         u.dns_refresh = dns_refresh.map_or(Duration::from_secs(60), |d| d.0);
         u.tls_group = tls_ca.as_ref().map_or(0, |certs| {

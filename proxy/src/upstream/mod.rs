@@ -109,6 +109,9 @@ pub struct Upstream {
     pub read_timeout: Duration,
     /// Idle pooled connections kept per server; 0 closes each connection after its response.
     pub keepalive: usize,
+    /// The largest response header block accepted from a server (status line and header
+    /// lines, in bytes); a larger one is answered 502 and never cached.
+    pub max_response_header: usize,
     /// Active checks, when configured.
     pub health_check: Option<HealthCheck>,
     /// How often host names in `addr` are resolved again.
@@ -149,6 +152,7 @@ impl Upstream {
             connect_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_secs(60),
             keepalive: 64,
+            max_response_header: 32 << 10,
             health_check: None,
             dns_refresh: Duration::from_secs(60),
             tls_ca: None,
