@@ -10,9 +10,7 @@ use crate::config::Config;
 use crate::server::reload;
 use crate::state::Shared;
 use crate::upstream::{registration_spec, ServerState};
-use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
-use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -21,6 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir_plugins::units::ConfigDuration;
 use weir_plugins::Registry;
+
+mod connection;
 
 /// Request bodies larger than this get 413.
 const MAX_BODY: usize = 64 * 1024;
@@ -185,6 +185,19 @@ fn parse_duration(text: &str, what: &str) -> Result<Duration, Fail> {
 
 impl Admin {
     async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, Fail> {
+        let declared = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY as u64) {
+            // Refused by its declared length, before a byte of it is read.
+            return Err(Fail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body over 64 KiB".into(),
+            ));
+        }
         let mut body = Vec::new();
         loop {
             match session.read_request_body().await {
@@ -520,9 +533,9 @@ fn percent_decode(s: &str) -> Vec<u8> {
     out
 }
 
-#[async_trait]
-impl ServeHttp for Admin {
-    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+impl Admin {
+    /// The answer to the request `session` has read (connection.rs writes it).
+    async fn respond(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let mut r = self.route(session).await;
         if session.req_header().method == Method::HEAD {
             r.body_mut().clear();
