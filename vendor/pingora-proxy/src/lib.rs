@@ -347,13 +347,20 @@ where
             }
             Err(mut e) => {
                 e.as_down();
-                if matches!(e.etype, InvalidHTTPHeader) {
+                // A request refused with its own status (501 for an unknown
+                // Transfer-Encoding) is answered with it, like other bad requests.
+                let refused = match e.etype {
+                    InvalidHTTPHeader => Some(400),
+                    HTTPStatus(code) if (400..600).contains(&code) => Some(code),
+                    _ => None,
+                };
+                if let Some(status) = refused {
                     debug!(
                         "Fail to proxy: {e}, downstream session type: {}",
                         downstream_session.session_type()
                     );
                     downstream_session
-                        .respond_error(400)
+                        .respond_error(status)
                         .await
                         .unwrap_or_else(|e| {
                             error!("failed to send error response to downstream: {e}");

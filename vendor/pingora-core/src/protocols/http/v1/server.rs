@@ -512,18 +512,6 @@ impl HttpSession {
         // Reject an ambiguous authority before anything routes on it.
         validate_request_authority(req_header)?;
 
-        // Both Content-Length and Transfer-Encoding: refused as nginx does (400 and close)
-        // rather than processed as chunked (RFC 9112 section 6.1 allows either): the
-        // message was built to be read two ways.
-        if req_header.headers.contains_key(TRANSFER_ENCODING)
-            && req_header.headers.contains_key(CONTENT_LENGTH)
-        {
-            return Error::e_explain(
-                InvalidHTTPHeader,
-                "both Content-Length and Transfer-Encoding",
-            );
-        }
-
         // Validate/reconcile Content-Length per RFC 9110 section 8.6 (hyper
         // parity): identical duplicates and comma-combined identical values are
         // accepted and collapsed; differing or unparseable values are rejected.
@@ -543,8 +531,22 @@ impl HttpSession {
             // If chunked is not the final Transfer-Encoding, reject request
             // See https://datatracker.ietf.org/doc/html/rfc9112#section-6.3-2.4.3
             if !self.is_chunked_encoding() {
-                return Error::e_explain(InvalidHTTPHeader, "non-chunked final Transfer-Encoding");
+                // 501 Not Implemented, as nginx answers a coding it does not know, also
+                // when a Content-Length came with it.
+                return Error::e_explain(HTTPStatus(501), "non-chunked final Transfer-Encoding");
             }
+        }
+
+        // Both Content-Length and Transfer-Encoding: refused as nginx does (400 and close)
+        // rather than processed as chunked (RFC 9112 section 6.1 allows either): the
+        // message was built to be read two ways.
+        if req_header.headers.contains_key(TRANSFER_ENCODING)
+            && req_header.headers.contains_key(CONTENT_LENGTH)
+        {
+            return Error::e_explain(
+                InvalidHTTPHeader,
+                "both Content-Length and Transfer-Encoding",
+            );
         }
 
         Ok(())
