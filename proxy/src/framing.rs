@@ -4,9 +4,9 @@
 //! header, which `upstreams.*.max_response_header` bounds.
 //!
 //! Pingora's HTTP/1 parser already refuses a request with both `Content-Length` and
-//! `Transfer-Encoding`, a `Transfer-Encoding` on HTTP/1.0, a final coding other than
-//! `chunked`, and `Content-Length` values that disagree or do not parse (all 400, connection
-//! closed). What it accepts and nginx does not is refused here: a message that two parsers
+//! `Transfer-Encoding`, a `Transfer-Encoding` on HTTP/1.0, and `Content-Length` values that
+//! disagree or do not parse (400), and a final coding other than `chunked` (501), each with
+//! the connection closed. What it accepts and nginx does not is refused here: a message that two parsers
 //! could frame two ways must not reach an origin that trusts weir.
 
 use pingora::http::{RequestHeader, ResponseHeader};

@@ -81,17 +81,15 @@ fn framing_headers_are_refused_as_nginx_refuses_them() {
             "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
             501,
         ),
-        // nginx answers 501: Pingora's parser refuses a final coding other than chunked
-        // before weir sees the request (a deliberate difference, docs/operations.md).
         (
             "a coding other than chunked",
             "Transfer-Encoding: gzip\r\n\r\n",
-            400,
+            501,
         ),
         (
             "CL with a coding other than chunked",
             "Content-Length: 3\r\nTransfer-Encoding: gzip\r\n\r\nabc",
-            400,
+            501,
         ),
     ];
     for (what, headers, want) in cases {

@@ -33,9 +33,14 @@ impl HttpServerApp for Admin {
             Ok(false) => return None,
             Err(e) => {
                 log::info!("admin: refused a malformed request: {e}");
-                if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
-                    if let Err(e) = http.respond_error(400).await {
-                        log::debug!("admin: could not send the 400: {e}");
+                let status = match e.etype() {
+                    ErrorType::InvalidHTTPHeader => Some(400),
+                    ErrorType::HTTPStatus(code) if (400..600).contains(code) => Some(*code),
+                    _ => None,
+                };
+                if let Some(status) = status {
+                    if let Err(e) = http.respond_error(status).await {
+                        log::debug!("admin: could not send the {status}: {e}");
                     }
                 }
                 http.shutdown().await;
