@@ -52,13 +52,9 @@ pub enum Buffered {
 /// reads, at most `server.max_request_body` bytes (0: no limit). A client that announced
 /// `Expect: 100-continue` is told to go on first, since weir itself reads the body.
 pub async fn read(session: &mut Session, server: &ServerSettings) -> Result<Buffered> {
-    if expects_continue(session) {
-        session
-            .as_downstream_mut()
-            .write_continue_response()
-            .await
-            .map_err(|e| e.into_down())?;
-    }
+    crate::framing::continue_if_expected(session)
+        .await
+        .map_err(|e| e.into_down())?;
     let mut body = BufferedBody::default();
     while let Some(piece) = read_piece(session, server.client_body_timeout).await? {
         let max = server.max_request_body;
@@ -82,16 +78,6 @@ async fn read_piece(session: &mut Session, wait: Duration) -> Result<Option<Byte
         )
         .into_down()),
     }
-}
-
-/// An HTTP/1.1 request with `Expect: 100-continue` (RFC 9110 §10.1.1).
-fn expects_continue(session: &Session) -> bool {
-    let req = session.req_header();
-    req.version == http::Version::HTTP_11
-        && req
-            .headers
-            .get(http::header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 // === impl BufferedBody ===
