@@ -20,9 +20,9 @@
 //! non-empty one. `deny_file` is read when the config is built, so a reload re-reads it,
 //! and a bad line is a config error naming the file and line.
 
+use crate::build::{BuildContext, BuildPlugin, PluginFactory};
 use crate::cidr::Cidr;
 use crate::config::{from_value, join, ConfigErrors};
-use crate::registry::{BuildContext, BuildPlugin, PluginFactory};
 use crate::respond::{client_for_log, path_for_log, respond_text, suppressed_note, LogLimiter};
 use crate::{Flow, Plugin, RequestCtx};
 use async_trait::async_trait;

@@ -3,10 +3,14 @@
 //! weir never stops at the first mistake in a file: every section, route and plugin is
 //! deserialized on its own, and every error is collected with the path that names it
 //! (`routes[0].plugins[1].limit_req.burst: …`), so `weir -t` can print them all at once.
+//! The zones of a section (`limits:`, `caches:`) are kept as [`Zones`]: built or declared
+//! with errors, one shape for both.
 
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// One problem in a config file, with the YAML path it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -206,6 +210,65 @@ fn tidy_serde_message(msg: &str) -> String {
         }
     }
     out
+}
+
+/// The zones declared under one section (`limits:`, `caches:`), by name: each one built, or
+/// declared with errors (already reported where it is defined, so a plugin naming it does not
+/// report it again).
+#[derive(Debug)]
+pub struct Zones<T>(BTreeMap<String, Option<Arc<T>>>);
+
+impl<T> Default for Zones<T> {
+    fn default() -> Self {
+        Zones(BTreeMap::new())
+    }
+}
+
+impl<T> Clone for Zones<T> {
+    fn clone(&self) -> Self {
+        Zones(self.0.clone())
+    }
+}
+
+impl<T> Zones<T> {
+    /// Records zone `name`: `Some` when it built, `None` when its definition had errors.
+    pub fn declare(&mut self, name: impl Into<String>, zone: Option<Arc<T>>) {
+        self.0.insert(name.into(), zone);
+    }
+
+    /// True when `name` is declared, built or not.
+    pub fn is_declared(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    /// The zone `name` when it built.
+    pub fn get(&self, name: &str) -> Option<&Arc<T>> {
+        self.0.get(name)?.as_ref()
+    }
+
+    /// The zone `name` that a plugin's field at `path` refers to: the zone when it built;
+    /// `None` and an error at `path` (`no zone `name` under section`) when no such zone is
+    /// declared; `None` alone when it was declared with errors.
+    pub fn find(
+        &self,
+        name: &str,
+        section: &str,
+        path: &str,
+        errors: &mut ConfigErrors,
+    ) -> Option<Arc<T>> {
+        if !self.is_declared(name) {
+            errors.push(path, format!("no zone `{name}` under {section}"));
+        }
+        self.get(name).cloned()
+    }
+
+    /// The zones that built, by name.
+    pub fn into_built(self) -> BTreeMap<String, Arc<T>> {
+        self.0
+            .into_iter()
+            .filter_map(|(name, zone)| Some((name, zone?)))
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@
 //! ```
 //! Edits apply in the order remove, set, add. Names and values are checked at load time.
 
+use crate::build::{BuildContext, BuildPlugin};
 use crate::config::{join, ConfigErrors};
-use crate::registry::{BuildContext, BuildPlugin};
 use crate::{Plugin, RequestCtx};
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};

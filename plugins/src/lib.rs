@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod build;
 pub mod cache;
 pub mod cidr;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod key;
 pub mod leaky_bucket;
 pub mod limit_conn;
 pub mod limit_req;
+pub mod limit_script;
 pub mod limit_store;
 pub mod limit_zone;
 pub mod metrics;
@@ -28,11 +30,12 @@ pub mod registry;
 pub mod respond;
 pub mod units;
 
+pub use build::{BuildContext, BuildPlugin, PluginFactory};
 pub use config::{ConfigError, ConfigErrors};
 pub use context::RequestCtx;
 pub use flow::Flow;
 pub use plugin::Plugin;
-pub use registry::{BuildContext, BuildPlugin, PluginFactory, Registry};
+pub use registry::Registry;
 
 /// Re-exported so plugin crates use the same Pingora and YAML types as weir.
 pub use pingora;

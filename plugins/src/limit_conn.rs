@@ -19,9 +19,9 @@
 //! Memory is bounded by the requests in flight: a key's entry is removed when its count
 //! returns to zero.
 
+use crate::build::{BuildContext, BuildPlugin};
 use crate::config::{answer_status, join, ConfigErrors};
 use crate::key::{parse_key, KeySpec, RequestKey};
-use crate::registry::{BuildContext, BuildPlugin};
 use crate::respond::{client_for_log, respond_text, suppressed_note, LogLimiter};
 use crate::{Flow, Plugin, RequestCtx};
 use async_trait::async_trait;

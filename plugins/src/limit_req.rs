@@ -10,10 +10,10 @@
 //! per request, at most `store_timeout`) and locally while Redis is unreachable; its charges
 //! are taken back in Redis too.
 
+use crate::build::{BuildContext, BuildPlugin};
 use crate::config::{answer_status, join, ConfigErrors};
 use crate::leaky_bucket::{BucketLimits, Verdict};
 use crate::limit_zone::{Charge, LimitZone};
-use crate::registry::{BuildContext, BuildPlugin};
 use crate::respond::{client_for_log, respond_text, suppressed_note, LogLimiter};
 use crate::{Flow, Plugin, RequestCtx};
 use async_trait::async_trait;
@@ -67,13 +67,9 @@ impl BuildPlugin for LimitReq {
 
     fn build(c: LimitReqConfig, path: &str, ctx: &BuildContext) -> Result<Self, ConfigErrors> {
         let mut errors = ConfigErrors::default();
-        let zone = ctx.limits.get(&c.zone).cloned();
-        if zone.is_none() && !ctx.declared_limits.contains(&c.zone) {
-            errors.push(
-                join(path, "zone"),
-                format!("no zone `{}` under limits", c.zone),
-            );
-        }
+        let zone = ctx
+            .limits
+            .find(&c.zone, "limits", &join(path, "zone"), &mut errors);
         if c.nodelay && c.delay.is_some() {
             errors.push(join(path, "delay"), "use either nodelay or delay, not both");
         }

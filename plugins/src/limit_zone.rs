@@ -4,14 +4,19 @@
 //! Redis (shared by a fleet, see [`crate::limit_store`]) and on its local buckets only while
 //! Redis is slow or unreachable.
 
-use crate::key::RequestKey;
+use crate::config::{from_value, join, ConfigErrors, Zones};
+use crate::key::{parse_key, KeySpec, RequestKey};
 use crate::leaky_bucket::{decide, BucketLimits, BucketState, Verdict};
-use crate::limit_store::{RedisStore, StoreSpec};
+use crate::limit_store::{RedisStore, StoreSpec, DEFAULT_TIMEOUT, MAX_RATE};
 use crate::metrics;
+use crate::units::{ConfigDuration, Rate};
 use lru::LruCache;
 use prometheus::IntCounter;
+use serde::Deserialize;
+use serde_yaml_ng::{Mapping, Value};
+use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Locks are per shard so threads rarely wait on each other.
@@ -255,6 +260,107 @@ impl LimitZone {
     /// Counts one outcome.
     pub fn count(&self, counter: &IntCounter) {
         counter.inc();
+    }
+}
+
+// === the `limits:` section ===
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitZoneWire {
+    key: KeySpec,
+    rate: Rate,
+    capacity: Option<u64>,
+    store: Option<String>,
+    store_timeout: Option<ConfigDuration>,
+}
+
+/// Zones kept when nothing is given: nginx's `10m` zone holds about 160,000 states.
+const DEFAULT_CAPACITY: u64 = 100_000;
+
+/// Builds the `limits:` zones. A zone whose definition (store included) is unchanged from
+/// `previous` (the running config on a reload) is kept with its state and its Redis
+/// connection, as nginx keeps its shared memory zones across reloads. A zone with a `store`
+/// starts connecting in the background: building never waits for Redis.
+pub fn build_section(
+    map: &Mapping,
+    path: &str,
+    previous: &BTreeMap<String, Arc<LimitZone>>,
+    errors: &mut ConfigErrors,
+) -> Zones<LimitZone> {
+    let mut zones = Zones::default();
+    for (k, v) in map {
+        let Some(name) = k.as_str() else {
+            errors.push(path, "zone names must be strings");
+            continue;
+        };
+        let zone_path = join(path, name);
+        zones.declare(name, None);
+        let Some((spec, store)) = errors.take(limit_zone_spec(v, &zone_path)) else {
+            continue;
+        };
+        let zone = match previous.get(name) {
+            Some(old) if old.spec == spec && old.store_spec() == store.as_ref() => old.clone(),
+            _ => match LimitZone::with_store(name, spec, store) {
+                Ok(zone) => Arc::new(zone),
+                Err(e) => {
+                    errors.push(&zone_path, format!("cannot build the zone: {e}"));
+                    continue;
+                }
+            },
+        };
+        zones.declare(name, Some(zone));
+    }
+    zones
+}
+
+/// Validates `limits.NAME` into a zone definition and its Redis store, if any.
+fn limit_zone_spec(
+    value: &Value,
+    path: &str,
+) -> Result<(ZoneSpec, Option<StoreSpec>), ConfigErrors> {
+    let wire: LimitZoneWire = from_value(value, path)?;
+    let mut errors = ConfigErrors::default();
+    let key = errors.take(parse_key(&wire.key, &join(path, "key")));
+    let capacity = wire.capacity.unwrap_or(DEFAULT_CAPACITY);
+    if capacity == 0 || capacity > 100_000_000 {
+        errors.push(join(path, "capacity"), "must be from 1 to 100000000");
+    }
+    let timeout = wire.store_timeout.map(|d| d.0);
+    let store = match &wire.store {
+        Some(url) => {
+            if wire.rate.milli_per_sec > MAX_RATE {
+                errors.push(
+                    join(path, "rate"),
+                    "too high for a Redis store (Lua computes in doubles)",
+                );
+            }
+            // A bad timeout is reported and the URL still checked (the zone is not built).
+            let timeout = StoreSpec::timeout_of(timeout).unwrap_or_else(|e| {
+                errors.push(join(path, "store_timeout"), e);
+                DEFAULT_TIMEOUT
+            });
+            StoreSpec::parse(url, timeout)
+                .map_err(|e| errors.push(join(path, "store"), e))
+                .ok()
+        }
+        None => {
+            if timeout.is_some() {
+                errors.push(join(path, "store_timeout"), "only applies with `store`");
+            }
+            None
+        }
+    };
+    match key {
+        Some(key) if errors.is_empty() => Ok((
+            ZoneSpec {
+                key,
+                rate: wire.rate.milli_per_sec,
+                capacity: capacity as usize,
+            },
+            store,
+        )),
+        _ => Err(errors),
     }
 }
 

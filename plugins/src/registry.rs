@@ -6,53 +6,12 @@
 //! errors) and lets the plugin validate it into its runtime form. All of this happens at
 //! load time; the request path only sees built plugins.
 
+use crate::build::{BuildContext, BuildPlugin, PluginFactory};
 use crate::config::{from_value, join, ConfigError, ConfigErrors};
-use crate::limit_zone::LimitZone;
 use crate::Plugin;
-use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
-use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 use std::sync::Arc;
-
-/// What a plugin may look up while it is built: the zones the file declares.
-#[derive(Debug, Default, Clone)]
-pub struct BuildContext {
-    /// Zones under `limits:` that built, by name.
-    pub limits: BTreeMap<String, Arc<LimitZone>>,
-    /// Every name under `limits:`, also those with errors (already reported there, so a
-    /// reference to one is not reported again).
-    pub declared_limits: BTreeSet<String>,
-    /// Zones under `caches:` that built, by name.
-    pub caches: BTreeMap<String, Arc<crate::cache::CacheZone>>,
-    /// Every name under `caches:`, also those with errors.
-    pub declared_caches: BTreeSet<String>,
-}
-
-/// A plugin type that can be built from its YAML config.
-pub trait BuildPlugin: Plugin + Sized {
-    /// The YAML name, e.g. `headers`.
-    const NAME: &'static str;
-    /// The config, a serde struct with `#[serde(deny_unknown_fields)]`.
-    type Config: DeserializeOwned;
-    /// Validates `config` (found at `path`) into the runtime plugin. Report every problem,
-    /// each with its path below `path`.
-    fn build(config: Self::Config, path: &str, ctx: &BuildContext) -> Result<Self, ConfigErrors>;
-}
-
-/// Builds one kind of plugin from its YAML value. [`Registry::register`] makes one from a
-/// [`BuildPlugin`]; implement it directly only for unusual cases.
-pub trait PluginFactory: Send + Sync {
-    /// The YAML name.
-    fn name(&self) -> &'static str;
-    /// Builds the plugin from `value`, found at `path`.
-    fn build(
-        &self,
-        value: &Value,
-        path: &str,
-        ctx: &BuildContext,
-    ) -> Result<Arc<dyn Plugin>, ConfigErrors>;
-}
 
 /// Adapts a [`BuildPlugin`] into a [`PluginFactory`].
 struct Typed<P>(PhantomData<fn() -> P>);

@@ -4,9 +4,9 @@
 //! requests bypass it. The proxy's cache phases (Pingora's) do the work.
 
 use super::zone::CacheZone;
+use crate::build::{BuildContext, BuildPlugin};
 use crate::config::{join, ConfigErrors};
 use crate::key::{cookie, parse_key_part, KeyPart};
-use crate::registry::{BuildContext, BuildPlugin};
 use crate::Plugin;
 use pingora::http::RequestHeader;
 use serde::Deserialize;
@@ -25,7 +25,7 @@ pub struct CacheConfig {
 }
 
 /// A route's cache: its zone and bypass conditions.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CachePlugin {
     /// The zone.
     pub zone: Arc<CacheZone>,
@@ -60,13 +60,9 @@ impl BuildPlugin for CachePlugin {
 
     fn build(c: CacheConfig, path: &str, ctx: &BuildContext) -> Result<Self, ConfigErrors> {
         let mut errors = ConfigErrors::default();
-        let zone = ctx.caches.get(&c.zone).cloned();
-        if zone.is_none() && !ctx.declared_caches.contains(&c.zone) {
-            errors.push(
-                join(path, "zone"),
-                format!("no zone `{}` under caches", c.zone),
-            );
-        }
+        let zone = ctx
+            .caches
+            .find(&c.zone, "caches", &join(path, "zone"), &mut errors);
         let mut bypass = Vec::new();
         for (i, b) in c.bypass.iter().enumerate() {
             match parse_key_part(b) {

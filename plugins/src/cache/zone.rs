@@ -7,11 +7,11 @@
 use super::key::{KeyTemplate, DEFAULT_KEY};
 use super::policy::Valid;
 use super::storage::{DiskSettings, DiskStorage};
-use crate::config::{from_value, index, join, ConfigErrors};
+use crate::config::{from_value, index, join, ConfigErrors, Zones};
 use crate::units::{ConfigDuration, ConfigSize};
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use serde::Deserialize;
-use serde_yaml_ng::Value;
+use serde_yaml_ng::{Mapping, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -380,4 +380,37 @@ pub fn build(name: &str, value: &Value, path: &str) -> Result<Arc<CacheZone>, Co
         })),
         None => Err(errors),
     }
+}
+
+/// Builds every zone of the `caches:` map: the zones that built, and every name declared (a
+/// route naming a zone with errors is not reported again). Two zones never share a directory.
+pub fn build_section(map: &Mapping, path: &str, errors: &mut ConfigErrors) -> Zones<CacheZone> {
+    let mut zones: BTreeMap<String, Arc<CacheZone>> = BTreeMap::new();
+    let mut declared = Zones::default();
+    for (k, v) in map {
+        let Some(name) = k.as_str() else {
+            errors.push(path, "zone names must be strings");
+            continue;
+        };
+        declared.declare(name, None);
+        if let Some(zone) = errors.take(build(name, v, &join(path, name))) {
+            let shared = zones
+                .values()
+                .find(|z| z.storage.path() == zone.storage.path());
+            if let Some(other) = shared {
+                errors.push(
+                    join(&join(path, name), "path"),
+                    format!(
+                        "{} is already the directory of caches.{}",
+                        zone.storage.path().display(),
+                        other.name
+                    ),
+                );
+                continue;
+            }
+            zones.insert(name.to_string(), zone.clone());
+            declared.declare(name, Some(zone));
+        }
+    }
+    declared
 }

@@ -4,12 +4,12 @@
 //! not hide the next: [`load`] returns every error, each with its YAML path. Nothing here
 //! runs on the request path.
 
+pub mod admin;
 mod env;
 mod routes;
 pub mod server;
 mod temp_dir;
 mod upstreams;
-pub mod zones;
 
 use crate::router::Router;
 use crate::upstream::Upstream;
@@ -18,11 +18,12 @@ use serde_yaml_ng::{Mapping, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use weir_plugins::cache::{self, CacheZone};
 use weir_plugins::config::{from_value, index, join};
-use weir_plugins::limit_zone::LimitZone;
+use weir_plugins::limit_zone::{self, LimitZone};
 use weir_plugins::{BuildContext, ConfigError, ConfigErrors, Registry};
 
-pub use server::{AccessLogSettings, Listener, LogFormat, LogTarget, ServerSettings, TlsFiles};
+pub use server::{AccessLogSettings, LogFormat, LogTarget, ServerSettings};
 
 /// A whole validated config.
 pub struct Config {
@@ -35,9 +36,9 @@ pub struct Config {
     /// `limits:` zones by name (kept across reloads while unchanged).
     pub limits: BTreeMap<String, Arc<LimitZone>>,
     /// `admin:`, when the admin API is on.
-    pub admin: Option<zones::AdminSettings>,
+    pub admin: Option<admin::AdminSettings>,
     /// `caches:` zones by name (their storage and lock are kept across reloads).
-    pub caches: BTreeMap<String, Arc<weir_plugins::cache::CacheZone>>,
+    pub caches: BTreeMap<String, Arc<CacheZone>>,
 }
 
 /// The top level of the file; each section is built separately.
@@ -109,7 +110,7 @@ pub fn parse(
     let admin = file
         .admin
         .as_ref()
-        .and_then(|a| errors.take(zones::build_admin(a, "admin")));
+        .and_then(|a| errors.take(admin::build(a, "admin")));
     if let (Some(a), Some(s)) = (&admin, &server) {
         if s.listen.iter().any(|l| l.addr == a.listen) {
             errors.push(
@@ -123,16 +124,9 @@ pub fn parse(
     }
     let no_zones = BTreeMap::new();
     let previous_zones = previous.map_or(&no_zones, |p| &p.limits);
-    let (caches, declared_caches) = zones::build_cache_zones(&file.caches, "caches", &mut errors);
     let ctx = BuildContext {
-        limits: zones::build_limit_zones(&file.limits, "limits", previous_zones, &mut errors),
-        declared_limits: file
-            .limits
-            .keys()
-            .filter_map(|k| k.as_str().map(String::from))
-            .collect(),
-        caches,
-        declared_caches,
+        caches: cache::zone::build_section(&file.caches, "caches", &mut errors),
+        limits: limit_zone::build_section(&file.limits, "limits", previous_zones, &mut errors),
     };
 
     let mut upstreams = BTreeMap::new();
@@ -187,8 +181,8 @@ pub fn parse(
                 .filter_map(|(k, v)| Some((k, v?)))
                 .collect(),
             router: Router::new(built_routes),
-            limits: ctx.limits,
-            caches: ctx.caches,
+            limits: ctx.limits.into_built(),
+            caches: ctx.caches.into_built(),
             admin,
         }),
         _ => Err(errors),
