@@ -7,7 +7,7 @@
 //! are `{"error": "…"}` with a 4xx status. The contract is `docs/admin-api.yaml` (OpenAPI).
 
 use crate::config::Config;
-use crate::server::reload;
+use crate::reload::reload;
 use crate::state::Shared;
 use crate::upstream::{registration_spec, ServerState};
 use http::{Method, Response, StatusCode};
@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir_plugins::units::ConfigDuration;
+use weir_plugins::units;
 use weir_plugins::Registry;
 
 mod connection;
@@ -173,14 +173,12 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Fail> {
 }
 
 fn parse_duration(text: &str, what: &str) -> Result<Duration, Fail> {
-    serde_yaml_ng::from_str::<ConfigDuration>(&format!("\"{}\"", text.replace('"', "")))
-        .map(|d| d.0)
-        .map_err(|_| {
-            Fail(
-                StatusCode::BAD_REQUEST,
-                format!("{what}: `{text}`: expected a duration like 30s, 20m, 1d"),
-            )
-        })
+    units::parse_duration(text).map_err(|_| {
+        Fail(
+            StatusCode::BAD_REQUEST,
+            format!("{what}: `{text}`: expected a duration like 30s, 20m, 1d"),
+        )
+    })
 }
 
 impl Admin {
@@ -298,7 +296,7 @@ impl Admin {
     }
 
     fn metrics(&self, config: &Config) -> Answer {
-        crate::metrics::refresh_server_states(config);
+        crate::upstream::refresh_server_states(&config.upstreams);
         let families = weir_plugins::metrics::registry().gather();
         let mut out = Vec::new();
         match prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &families, &mut out) {

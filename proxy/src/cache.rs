@@ -15,6 +15,7 @@ use pingora::ErrorType;
 use std::sync::Arc;
 use std::time::SystemTime;
 use weir_plugins::cache::policy::{self, Verdict};
+use weir_plugins::cache::zone::CacheStatus;
 use weir_plugins::cache::{CachePlugin, CacheZone};
 use weir_plugins::respond::{path_for_log, suppressed_note};
 
@@ -189,20 +190,20 @@ pub fn serve_stale(session: &Session, state: &CacheState, error: Option<&Error>)
 }
 
 /// nginx's `$upstream_cache_status` for this response, `None` when the cache was not used.
-pub fn status(session: &Session, state: &CacheState) -> Option<&'static str> {
+pub fn status(session: &Session, state: &CacheState) -> Option<CacheStatus> {
     state.zone.as_ref()?;
     if state.bypass {
-        return Some("BYPASS");
+        return Some(CacheStatus::Bypass);
     }
     Some(match session.cache.phase() {
-        CachePhase::Hit => "HIT",
-        CachePhase::Expired => "EXPIRED",
-        CachePhase::Stale => "STALE",
-        CachePhase::StaleUpdating => "UPDATING",
-        CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => "REVALIDATED",
-        CachePhase::Bypass => "BYPASS",
+        CachePhase::Hit => CacheStatus::Hit,
+        CachePhase::Expired => CacheStatus::Expired,
+        CachePhase::Stale => CacheStatus::Stale,
+        CachePhase::StaleUpdating => CacheStatus::Updating,
+        CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => CacheStatus::Revalidated,
+        CachePhase::Bypass => CacheStatus::Bypass,
         // Looked up and not found, or found uncacheable on the way back: nginx says MISS.
-        _ => "MISS",
+        _ => CacheStatus::Miss,
     })
 }
 
@@ -218,12 +219,12 @@ pub fn add_status_header(
     zone.stats.count(status);
     if let Ok(c) = crate::metrics::metrics()
         .cache
-        .get_metric_with_label_values(&[&zone.name, status])
+        .get_metric_with_label_values(&[&zone.name, status.as_str()])
     {
         c.inc();
     }
     if let Some(name) = &zone.status_header {
-        resp.insert_header(name.clone(), status)?;
+        resp.insert_header(name.clone(), status.as_str())?;
     }
     Ok(())
 }

@@ -9,17 +9,20 @@ mod access_log;
 mod admin;
 mod cache;
 mod cli;
+// Public for the config fuzz test (proxy/tests/fuzz_config.rs), which parses without a file.
 pub mod config;
 mod dashboard;
 mod framing;
-pub mod metrics;
+mod metrics;
 mod proxy;
+mod reload;
 mod request_limits;
-pub mod router;
+mod router;
 mod server;
 mod state;
+mod state_file;
 mod traffic;
-pub mod upstream;
+mod upstream;
 
 pub use cli::main_with;
 pub use weir_plugins::Registry;

@@ -7,7 +7,7 @@
 //! from `/metrics` rather than failing a request.
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
 };
 use std::sync::OnceLock;
 use weir_plugins::metrics::registry;
@@ -30,8 +30,6 @@ pub struct Metrics {
     pub failures: IntCounterVec,
     /// `weir_upstream_server_up{upstream,tier,server}`, set when `/metrics` is read.
     pub server_up: IntGaugeVec,
-    /// `weir_build_info{version}` = 1.
-    pub build_info: IntGaugeVec,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
@@ -77,6 +75,7 @@ pub fn metrics() -> &'static Metrics {
             )
             .expect("static metric"),
         );
+        // `weir_build_info{version}` = 1: registered once, never changed.
         let build_info = gauges("weir_build_info", "weir's version", &["version"]);
         build_info.with_label_values(&[crate::VERSION]).set(1);
         Metrics {
@@ -114,7 +113,6 @@ pub fn metrics() -> &'static Metrics {
                 "1 when the server is usable (active checks and passive accounting)",
                 &["upstream", "tier", "server"],
             ),
-            build_info,
         }
     })
 }
@@ -224,20 +222,4 @@ fn kept<T>(cell: &OnceLock<T>, resolve: impl FnOnce() -> Option<T>) -> Option<&T
     }
     let v = resolve()?;
     Some(cell.get_or_init(|| v))
-}
-
-/// Sets `weir_upstream_server_up` from the current servers (called when `/metrics` is read).
-pub fn refresh_server_states(config: &crate::config::Config) {
-    let gauge = &metrics().server_up;
-    gauge.reset();
-    for (name, upstream) in &config.upstreams {
-        for s in upstream.servers() {
-            let up = s.peer.is_up() && !s.passively_down;
-            let g: Result<IntGauge, _> =
-                gauge.get_metric_with_label_values(&[name, &s.peer.tier, &s.peer.spec.addr]);
-            if let Ok(g) = g {
-                g.set(i64::from(up));
-            }
-        }
-    }
 }

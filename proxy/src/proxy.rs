@@ -395,7 +395,7 @@ impl ProxyHttp for Weir {
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestState) -> Result<()> {
-        let cache_plugin = ctx.route.as_ref().and_then(|r| r.cache());
+        let cache_plugin = ctx.route.as_ref().and_then(|r| r.cache.as_ref());
         cache::enable(session, cache_plugin, &mut ctx.cache);
         Ok(())
     }
@@ -551,8 +551,7 @@ impl ProxyHttp for Weir {
         m.bytes_sent.inc_by(sent);
         m.bytes_received.inc_by(ctx.request_body_bytes);
         let cache_status = cache::status(session, &ctx.cache);
-        let cache_hit =
-            cache_status.is_some_and(|s| matches!(s, "HIT" | "STALE" | "UPDATING" | "REVALIDATED"));
+        let cache_hit = cache_status.is_some_and(|s| s.is_hit());
         self.shared.traffic.record(sent, from_upstream, cache_hit);
 
         let log = self.shared.access_log.load();
@@ -586,7 +585,7 @@ impl ProxyHttp for Weir {
             upstream: ctx.attempts.addr(),
             duration: ctx.started.elapsed(),
             error: error.map(|e| e.to_string()),
-            cache: cache_status,
+            cache: cache_status.map(|s| s.as_str()),
         });
     }
 }

@@ -89,17 +89,10 @@ pub struct Route {
     /// Request bodies are read whole before an upstream is chosen (`request_buffering`,
     /// default true, nginx `proxy_request_buffering on`); false streams them.
     pub request_buffering: bool,
+    /// The chain's `cache` plugin, found once when the route is built.
+    pub cache: Option<CachePlugin>,
     /// Its request counters and duration histogram.
     pub metrics: RouteMetrics,
-}
-
-impl Route {
-    /// The route's `cache` plugin, if it has one.
-    pub fn cache(&self) -> Option<&CachePlugin> {
-        self.plugins
-            .iter()
-            .find_map(|p| p.as_any()?.downcast_ref::<CachePlugin>())
-    }
 }
 
 impl Route {
@@ -131,6 +124,7 @@ impl Router {
         self.routes.iter().find(|r| r.matches(host, path))
     }
 
+    #[cfg(test)]
     /// Every route, in order.
     pub fn routes(&self) -> &[Arc<Route>] {
         &self.routes

@@ -11,10 +11,11 @@ mod idle_parking;
 
 use crate::access_log::AccessLog;
 use crate::admin::Admin;
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::proxy::Weir;
+use crate::reload::reload;
 use crate::state::{Inflight, Shared};
-use crate::traffic;
+use crate::state_file::{self, save_state, spawn_state_saver};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use idle_parking::IdleParking;
@@ -23,12 +24,12 @@ use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{ExecutionPhase, RunArgs, ShutdownSignal, ShutdownSignalWatch};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
-use weir_plugins::{ConfigErrors, Registry};
+use weir_plugins::Registry;
 
 /// Hands the graceful-stop request from the control thread to Pingora's main loop.
 struct StopSignal(watch::Receiver<bool>);
@@ -81,8 +82,8 @@ pub fn run(path: PathBuf, config: Config, registry: Registry) -> ! {
     let settings = config.server.clone();
     let admin = config.admin.clone();
     // The state of the last run: traffic days and registrations whose TTL has not run out.
-    let saved = traffic::load(&settings.state_dir);
-    traffic::restore_registrations(&saved, &config);
+    let saved = state_file::load(&settings.state_dir);
+    state_file::restore_registrations(&saved, &config);
     for upstream in config.upstreams.values() {
         crate::upstream::health::start(upstream);
     }
@@ -274,94 +275,6 @@ fn spawn_control_thread(
     }
     // Wait (briefly) until the handlers are in place.
     let _ = ready_rx.recv_timeout(Duration::from_secs(5));
-}
-
-/// Validates the file again and swaps the running config when it is valid. In-flight
-/// requests keep the snapshot they started with. Returns the errors of a rejected file.
-pub fn reload(path: &Path, registry: &Registry, shared: &Shared) -> Result<(), ConfigErrors> {
-    log::info!("reloading {}", path.display());
-    let running = shared.config.load_full();
-    match config::load(path, registry, Some(&running)) {
-        Err(errors) => {
-            for e in &errors.0 {
-                log::error!("reload rejected: {e}");
-            }
-            log::error!(
-                "reload rejected with {} error(s); still running the previous config",
-                errors.0.len()
-            );
-            Err(errors)
-        }
-        Ok(new) => {
-            warn_restart_only(&running, &new);
-            match AccessLog::open(&new.server.access_log) {
-                Ok(log) => shared.access_log.store(Arc::new(log)),
-                Err(e) => {
-                    log::error!("reload: cannot open the access log ({e}); keeping the old one")
-                }
-            }
-            for upstream in new.upstreams.values() {
-                crate::upstream::health::start(upstream);
-            }
-            let old = shared.config.swap(Arc::new(new));
-            for upstream in old.upstreams.values() {
-                upstream.retire();
-            }
-            log::info!("reload done: new routes, upstreams and plugins are live");
-            Ok(())
-        }
-    }
-}
-
-/// Listeners, threads and the admin listener are bound at start; say so when a reload
-/// changes them.
-fn warn_restart_only(old: &Config, new: &Config) {
-    let (o, n) = (&old.server, &new.server);
-    if o.listen != n.listen {
-        log::warn!("reload: server.listen changed; the new listeners take effect after a restart");
-    }
-    if o.threads != n.threads {
-        log::warn!("reload: server.threads changed; takes effect after a restart");
-    }
-    if o.grace_period != n.grace_period {
-        log::warn!("reload: server.grace_period changed; takes effect after a restart");
-    }
-    if o.state_dir != n.state_dir {
-        log::warn!("reload: server.state_dir changed; takes effect after a restart");
-    }
-    if o.client_header_timeout != n.client_header_timeout {
-        log::warn!("reload: server.client_header_timeout changed; takes effect after a restart");
-    }
-    if old.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen) {
-        log::warn!(
-            "reload: admin.listen changed; takes effect after a restart (the token applies now)"
-        );
-    }
-}
-
-/// Writes the state file (traffic, registrations); logs when it cannot.
-fn save_state(shared: &Shared, dir: &Path) {
-    let state = traffic::snapshot(&shared.traffic, &shared.config.load());
-    if let Err(e) = traffic::save(dir, &state) {
-        log::warn!("cannot write {}: {e}", traffic::state_file(dir).display());
-    }
-}
-
-/// How often the state file is written while running.
-const SAVE_EVERY: Duration = Duration::from_secs(30);
-
-/// Saves the state file every [`SAVE_EVERY`], so a crash loses at most that much.
-fn spawn_state_saver(shared: Arc<Shared>, dir: PathBuf) {
-    save_state(&shared, &dir);
-    let spawned = std::thread::Builder::new()
-        .name("weir-state".into())
-        .spawn(move || loop {
-            std::thread::sleep(SAVE_EVERY);
-            save_state(&shared, &dir);
-        });
-    if let Err(e) = spawned {
-        log::error!("cannot start the state saver ({e}); state is saved at shutdown only");
-    }
 }
 
 /// After a stop signal, exits as soon as no request is in flight, or when the grace period

@@ -96,52 +96,94 @@ pub struct CacheZone {
     pub log_limiter: crate::respond::LogLimiter,
 }
 
+/// A response's cache status, as nginx's `$upstream_cache_status` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Served fresh from the cache.
+    Hit,
+    /// Not in the cache (or not cacheable): fetched from the upstream.
+    Miss,
+    /// In the cache but stale: fetched again.
+    Expired,
+    /// A stale copy served because the upstream failed (`use_stale`).
+    Stale,
+    /// A stale copy served while another request refreshes it.
+    Updating,
+    /// A stale copy the upstream confirmed (304).
+    Revalidated,
+    /// The lookup was skipped (`bypass`).
+    Bypass,
+}
+
+impl CacheStatus {
+    /// Every status, in the order [`CacheStats`] counts them.
+    pub const ALL: [CacheStatus; 7] = [
+        CacheStatus::Hit,
+        CacheStatus::Miss,
+        CacheStatus::Expired,
+        CacheStatus::Stale,
+        CacheStatus::Updating,
+        CacheStatus::Revalidated,
+        CacheStatus::Bypass,
+    ];
+
+    /// nginx's name: `HIT`, `MISS` …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Expired => "EXPIRED",
+            CacheStatus::Stale => "STALE",
+            CacheStatus::Updating => "UPDATING",
+            CacheStatus::Revalidated => "REVALIDATED",
+            CacheStatus::Bypass => "BYPASS",
+        }
+    }
+
+    /// Served from the cache (HIT, STALE, UPDATING, REVALIDATED), not fetched upstream.
+    pub fn is_hit(self) -> bool {
+        matches!(
+            self,
+            CacheStatus::Hit
+                | CacheStatus::Stale
+                | CacheStatus::Updating
+                | CacheStatus::Revalidated
+        )
+    }
+}
+
 /// Responses by cache status.
 #[derive(Debug, Default)]
 pub struct CacheStats {
     counts: [AtomicU64; 7],
 }
 
-/// The cache statuses, as nginx's `$upstream_cache_status` names them.
-pub const STATUSES: [&str; 7] = [
-    "HIT",
-    "MISS",
-    "EXPIRED",
-    "STALE",
-    "UPDATING",
-    "REVALIDATED",
-    "BYPASS",
-];
-
 impl CacheStats {
-    /// Counts one response with `status` (one of [`STATUSES`]).
-    pub fn count(&self, status: &str) {
-        if let Some(i) = STATUSES.iter().position(|s| *s == status) {
-            self.counts[i].fetch_add(1, Ordering::Relaxed);
-        }
+    /// Counts one response with `status`.
+    pub fn count(&self, status: CacheStatus) {
+        self.counts[status as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Responses with `status` so far.
-    pub fn get(&self, status: &str) -> u64 {
-        STATUSES
-            .iter()
-            .position(|s| *s == status)
-            .map_or(0, |i| self.counts[i].load(Ordering::Relaxed))
+    pub fn get(&self, status: CacheStatus) -> u64 {
+        self.counts[status as usize].load(Ordering::Relaxed)
     }
 
     /// Responses served from the cache (HIT, STALE, UPDATING, REVALIDATED).
     pub fn hits(&self) -> u64 {
-        ["HIT", "STALE", "UPDATING", "REVALIDATED"]
+        CacheStatus::ALL
             .iter()
-            .map(|s| self.get(s))
+            .filter(|s| s.is_hit())
+            .map(|s| self.get(*s))
             .sum()
     }
 
     /// Responses fetched from the upstream (MISS, EXPIRED, BYPASS).
     pub fn misses(&self) -> u64 {
-        ["MISS", "EXPIRED", "BYPASS"]
+        CacheStatus::ALL
             .iter()
-            .map(|s| self.get(s))
+            .filter(|s| !s.is_hit())
+            .map(|s| self.get(*s))
             .sum()
     }
 }

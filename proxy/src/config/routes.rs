@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_yaml_ng::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use weir_plugins::cache::CachePlugin;
 use weir_plugins::config::{from_value, index, join};
 use weir_plugins::{BuildContext, ConfigErrors, Registry};
 
@@ -124,11 +125,17 @@ pub fn build(i: usize, value: &Value, path: &str, refs: &RouteRefs) -> Result<Ro
         })
         .collect();
 
-    let caches = plugins.iter().filter(|p| p.name() == "cache").count();
-    if caches > 1 {
+    // The chain's `cache` plugin is looked up here, once, so the request path never searches
+    // the chain for it.
+    let caches: Vec<&CachePlugin> = plugins
+        .iter()
+        .filter_map(|p| p.as_any()?.downcast_ref::<CachePlugin>())
+        .collect();
+    if caches.len() > 1 {
         errors.push(&plugins_path, "a route can have one `cache` plugin");
     }
-    if caches > 0 && matches!(target, Some(Target::Redirect(_))) {
+    let cache = caches.first().map(|c| (*c).clone());
+    if cache.is_some() && matches!(target, Some(Target::Redirect(_))) {
         errors.push(
             &plugins_path,
             "`cache` has nothing to store on a `redirect` route",
@@ -143,6 +150,7 @@ pub fn build(i: usize, value: &Value, path: &str, refs: &RouteRefs) -> Result<Ro
             target,
             plugins,
             request_buffering: wire.request_buffering.unwrap_or(true),
+            cache,
             metrics: RouteMetrics::default(),
         }),
         _ => Err(errors),

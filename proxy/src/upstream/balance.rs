@@ -2,7 +2,7 @@
 //! ramp-up), weighted random, and ketama consistent hashing. Each picks among the slots a
 //! filter accepts (usable, not tried yet by this request).
 
-use super::pool::{Slot, TierPool};
+use super::tier::{Slot, TierPool};
 
 /// nginx `ngx_http_upstream_get_peer`: add each candidate's effective weight to its current
 /// weight (ramping effective weight back up by one), take the highest, subtract the total.

@@ -2,6 +2,7 @@
 //! active health, and the retry rules (`next_upstream`) the proxy applies between attempts.
 //!
 //! - [`peer`]: one server (its entry, resolved addresses, active-check state).
+//! - [`tier`]: one tier's servers with their round-robin and passive state.
 //! - [`pool`]: the tiers of one upstream with nginx's round-robin and `max_fails` bookkeeping;
 //!   registered servers join and leave here without a reload.
 //! - [`health`]: the background upkeep: active checks, DNS refresh, registration expiry.
@@ -10,14 +11,17 @@ mod balance;
 pub mod health;
 pub mod peer;
 pub mod pool;
+pub mod tier;
 
 pub use peer::{Peer, ServerSpec};
-pub use pool::{Balance, Outcome, Passive, Pool, ServerState, Slot, TierPool, Tried};
+pub use pool::{Balance, Outcome, Pool, ServerState, Tried};
+pub use tier::{Passive, Slot, TierPool};
 
 use health::HealthCheck;
 use pingora::protocols::ALPN;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::WrappedX509;
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -371,6 +375,22 @@ pub fn registration_spec(addr: &str, tls: bool) -> Result<(ServerSpec, Vec<Socke
         },
         addrs,
     ))
+}
+
+/// Sets `weir_upstream_server_up` from the current servers (called when `/metrics` is read).
+pub fn refresh_server_states(upstreams: &BTreeMap<String, Arc<Upstream>>) {
+    let gauge = &crate::metrics::metrics().server_up;
+    gauge.reset();
+    for (name, upstream) in upstreams {
+        for s in upstream.servers() {
+            let up = s.peer.is_up() && !s.passively_down;
+            let g: Result<prometheus::IntGauge, _> =
+                gauge.get_metric_with_label_values(&[name, &s.peer.tier, &s.peer.spec.addr]);
+            if let Ok(g) = g {
+                g.set(i64::from(up));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

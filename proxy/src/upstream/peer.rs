@@ -92,7 +92,6 @@ pub struct Peer {
     up: AtomicBool,
     counts: Mutex<CheckCounts>,
     last_change: Mutex<Option<StateChange>>,
-    last_check: Mutex<Option<SystemTime>>,
     /// Its `weir_upstream_attempts_total` series, resolved on its first attempt.
     attempts: OnceLock<IntCounter>,
 }
@@ -113,7 +112,6 @@ impl Peer {
                 at: SystemTime::now(),
                 reason: "configured".into(),
             })),
-            last_check: Mutex::new(None),
             attempts: OnceLock::new(),
         }
     }
@@ -171,11 +169,6 @@ impl Peer {
         !self.is_up() && lock(&self.counts).ok_in_a_row > 0
     }
 
-    /// When the last active check finished.
-    pub fn last_check(&self) -> Option<SystemTime> {
-        *lock(&self.last_check)
-    }
-
     /// Records a state change for `/status`.
     pub fn note_change(&self, reason: String) {
         *lock(&self.last_change) = Some(StateChange {
@@ -187,7 +180,6 @@ impl Peer {
     /// Records one active check result. Returns `Some(up)` when the server changes state:
     /// down after `fall` failures in a row, up after `rise` successes in a row.
     pub fn record_check(&self, result: Result<(), String>, rise: u32, fall: u32) -> Option<bool> {
-        *lock(&self.last_check) = Some(SystemTime::now());
         let mut c = lock(&self.counts);
         let up = self.is_up();
         match result {

@@ -13,7 +13,8 @@
 //! report are a few integer operations each.
 
 use super::balance::{pick_hash, pick_random, pick_wrr};
-use super::peer::{lock, Peer};
+use super::peer::Peer;
+use super::tier::{Passive, Slot, TierPool};
 use pingora_ketama::{Bucket, Continuum};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -28,15 +29,6 @@ pub enum Balance {
     Random,
     /// Consistent hashing (ketama) of the request key, so each server holds its share.
     Hash,
-}
-
-/// Passive accounting settings (`max_fails`, `fail_timeout` in whole seconds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Passive {
-    /// Failures within `fail_timeout` that mark a server down; 0 disables accounting.
-    pub max_fails: u32,
-    /// Seconds.
-    pub fail_timeout: u64,
 }
 
 /// What became of one attempt on a server.
@@ -84,79 +76,6 @@ impl Tried {
     }
 }
 
-/// One server's place in a tier with its round-robin and passive state.
-#[derive(Debug)]
-pub struct Slot {
-    /// The server.
-    pub peer: Arc<Peer>,
-    pub(super) current: i64,
-    pub(super) effective: i64,
-    fails: u32,
-    accessed: u64,
-    checked: u64,
-    /// Registered servers leave at this instant; configured ones never.
-    pub expires: Option<Instant>,
-}
-
-impl Slot {
-    /// A configured (`expires: None`) or registered server.
-    pub fn new(peer: Arc<Peer>, expires: Option<Instant>) -> Slot {
-        Slot {
-            effective: i64::from(peer.spec.weight),
-            peer,
-            current: 0,
-            fails: 0,
-            accessed: 0,
-            checked: 0,
-            expires,
-        }
-    }
-
-    pub(super) fn weight(&self) -> i64 {
-        i64::from(self.peer.spec.weight)
-    }
-
-    /// Down by passive accounting at `now`?
-    fn passively_down(&self, passive: Passive, now: u64) -> bool {
-        passive.max_fails > 0
-            && self.fails >= passive.max_fails
-            && now.saturating_sub(self.checked) <= passive.fail_timeout
-    }
-
-    fn expired(&self, at: Instant) -> bool {
-        self.expires.is_some_and(|e| e <= at)
-    }
-}
-
-/// A tier's servers and, for `hash`, its ring.
-pub struct TierPool {
-    /// The tier's name.
-    pub name: String,
-    /// Configured servers first, then registered ones.
-    pub slots: Vec<Slot>,
-    pub(super) ring: Option<(Continuum, Vec<SocketAddr>)>,
-}
-
-impl std::fmt::Debug for TierPool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TierPool")
-            .field("name", &self.name)
-            .field("slots", &self.slots)
-            .finish_non_exhaustive()
-    }
-}
-
-impl TierPool {
-    /// A tier of `slots`.
-    pub fn new(name: String, slots: Vec<Slot>) -> TierPool {
-        TierPool {
-            name,
-            slots,
-            ring: None,
-        }
-    }
-}
-
 /// The state of one server for `/status` and tests.
 #[derive(Debug, Clone)]
 pub struct ServerState {
@@ -164,8 +83,6 @@ pub struct ServerState {
     pub peer: Arc<Peer>,
     /// Down by passive accounting now.
     pub passively_down: bool,
-    /// Failures counted now.
-    pub fails: u32,
     /// For registered servers: when the registration ends.
     pub expires: Option<Instant>,
 }
@@ -368,7 +285,6 @@ impl Pool {
             .map(|s| ServerState {
                 peer: s.peer.clone(),
                 passively_down: !single && s.passively_down(passive, now),
-                fails: s.fails,
                 expires: s.expires,
             })
             .collect()
@@ -501,11 +417,6 @@ impl Pool {
         }
         self.rebuild_rings();
     }
-}
-
-/// Reads a pool under its lock (tests and status).
-pub fn with_pool<T>(pool: &std::sync::Mutex<Pool>, f: impl FnOnce(&mut Pool) -> T) -> T {
-    f(&mut lock(pool))
 }
 
 #[cfg(test)]
