@@ -2,6 +2,7 @@
 //! survives a restart (simulated with `open_uncached`/`open_without_loader`, which bypass the
 //! process-wide map), corrupt files are deleted and never served, aborted writes leave nothing,
 //! and the zone stays within `max_size`, `inactive` and `max_object_size`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 use pingora::cache::key::{hash_key, CacheHashKey};
 use pingora::cache::storage::{MissFinishType, PurgeOutcome, PurgeTarget};

@@ -8,6 +8,7 @@
 //! right length is accepted; the targets assert exactly that.
 //!
 //! The long run: `PROPTEST_CASES=1000000 cargo test --release -p weir-plugins --test fuzz_cache_file`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 use pingora::cache::key::CacheHashKey;
 use pingora::cache::storage::MissFinishType;

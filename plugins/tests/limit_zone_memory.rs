@@ -6,6 +6,7 @@
 //!
 //! Uses mimalloc, the weir binary's allocator, so the figure is the production one. The only
 //! test of this binary, so no other test allocates while it measures.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 use std::time::Instant;
 use weir_plugins::key::{KeyPart, RequestKey};

@@ -1,5 +1,6 @@
 //! The `access` plugin through the real binary: deny and allow lists, IPv6 clients, a
 //! deny file re-read on SIGHUP, and a bad deny-file line reported by `weir -t`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! `/traffic` and registrations across a reload and a restart, registered servers taking
 //! traffic until their TTL, redirect mode to a registered node, and admin paths on a proxy
 //! listener being proxied like any other path.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Bad client input gets nginx's statuses and never stops the process: each refusal is
 //! followed by a good request that must succeed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 

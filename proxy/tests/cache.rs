@@ -1,6 +1,7 @@
 //! The disk cache through the real binary: X-Cache-Status sequences, nginx's storing rules,
 //! HEAD and Range from the stored GET, Vary, the lock, stale serving, revalidation, bypass,
 //! max_object_size, and objects surviving a restart.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! written, `max_size` eviction, `inactive` removal, a full disk (a small tmpfs), and no file
 //! written outside the zone directory. The object files are checked directly on disk (format in
 //! `plugins/src/cache/file.rs`): `<zone>/<2 hex>/<32 hex>`, temp files under `<zone>/tmp/`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 

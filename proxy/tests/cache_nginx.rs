@@ -30,6 +30,7 @@
 //!
 //! Scenarios run one at a time (a lock), nginx first, then weir, so neither is timed against
 //! the other's load.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 

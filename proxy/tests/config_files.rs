@@ -1,5 +1,6 @@
 //! `weir -t` on real files: every example in conf/ is valid, and every invalid fixture gives
 //! exactly the error lines stored next to it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Upstream tiers against real origins that die, hang, reset and answer 404/5xx: the
 //! balancer's order, tier failover, next_upstream on errors, timeouts and statuses,
 //! passive max_fails/fail_timeout, active health checks, and redirect mode.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! request smuggling (Content-Length with Transfer-Encoding, keep-alive Pingora turned off),
 //! framing headers refused as nginx refuses them, readable bodies for HTTP/1.0 clients,
 //! pipelining, chunk syntax errors, `Expect: 100-continue`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 mod wire;

@@ -1,5 +1,6 @@
 //! Process life: SIGHUP reload (valid, invalid, in-flight requests), graceful stop on
 //! SIGTERM/SIGINT, and the access log.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 

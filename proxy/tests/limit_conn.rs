@@ -1,5 +1,6 @@
 //! The `limit_conn` plugin through the real binary: the NGINX.md trace (refusals at once,
 //! the admitted requests finish normally), and no leaked count whatever way a request ends.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 

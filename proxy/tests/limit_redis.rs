@@ -13,6 +13,7 @@
 //!
 //! Everything is bounded: every wait has a deadline, every client socket a read timeout.
 //! Tests run one at a time (a lock): they time delays on a small machine.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! limit_req through the real binary: the NGINX.md traces (statuses and delays, with
 //! tolerances for a noisy 2-core machine), dry_run, 429, per-client keys behind a trusted
 //! proxy, spoofing from an untrusted peer, and a delayed client that leaves.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 

@@ -6,6 +6,7 @@
 //!
 //! Scenarios run one at a time (a lock) so the two servers are never timed against each
 //! other's load on a small machine.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Proxying through the real binary: forwarding headers, streaming both ways, 413, 502 and
 //! 504 like nginx, keep-alive, the headers plugin.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! within any per-read timeout; a body that stalls is cut by `client_body_timeout`; a client
 //! that never reads its response is cut by `send_timeout`. Each is closed without an answer,
 //! as nginx does (408 in the access log for the first two).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 

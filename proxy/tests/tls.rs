@@ -1,4 +1,5 @@
 //! TLS listeners with a certificate the test generates: HTTP/1.1 and HTTP/2 by ALPN.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 

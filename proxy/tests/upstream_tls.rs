@@ -2,6 +2,7 @@
 //! with a certificate signed by a test CA), which proxies to a weir-origin. Covers `sni`,
 //! `host`, `tls_ca`, IP-literal and host-name addresses, `http2` by ALPN, and a `tls_ca`
 //! that is not PEM.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Lifecycle of the fixture origin: stop() closes the port and open
 //! connections, use from tests without a runtime, several threads, and the
 //! binary's listening line and signal handling.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 

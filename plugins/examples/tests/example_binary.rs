@@ -1,5 +1,6 @@
 //! The example build end to end: `weir-example` validates the conf/ files written for it and
 //! runs the `request_id` plugin on real sockets.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -5,7 +5,7 @@
 //!
 //! A full client crate (chromiumoxide, headless_chrome) would bring thousands of generated
 //! protocol types or its own browser fetcher; the test needs a dozen commands.
-
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 #![allow(dead_code)]
 
 use serde_json::{json, Value};

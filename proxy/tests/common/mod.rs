@@ -1,6 +1,6 @@
 //! Test harness: the real `weir` binary on a free port, in a temp dir of its own, killed on
 //! drop; helpers for raw HTTP and config files.
-
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 #![allow(dead_code)]
 
 use std::io::{Read, Write};

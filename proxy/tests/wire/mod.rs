@@ -2,7 +2,7 @@
 //! answers one response at a time, framed the way a client must frame them (1xx heads,
 //! Content-Length, chunked, or until the server closes), so a test sees exactly how many
 //! responses came back, in which order, and whether the connection was closed.
-
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 #![allow(dead_code)]
 
 use std::io::{ErrorKind, Read, Write};

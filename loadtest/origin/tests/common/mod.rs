@@ -1,6 +1,6 @@
 //! Shared helpers for weir-origin's socket-level tests: a minimal hyper
 //! HTTP/1.1 client (one connection per request) and a raw-socket reader.
-
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
