@@ -290,6 +290,26 @@ mod tests {
     }
 
     #[test]
+    fn zones_tell_built_declared_and_unknown_apart() {
+        let mut zones: Zones<u32> = Zones::default();
+        zones.declare("good", Some(Arc::new(7)));
+        zones.declare("broken", None);
+        let mut errors = ConfigErrors::default();
+        let good = zones.find("good", "limits", "p.zone", &mut errors);
+        assert_eq!(good.as_deref(), Some(&7));
+        assert_eq!(zones.find("broken", "limits", "p.zone", &mut errors), None);
+        assert!(
+            errors.is_empty(),
+            "a zone with errors is not reported again"
+        );
+        assert_eq!(zones.find("nope", "caches", "p.zone", &mut errors), None);
+        let messages: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
+        assert_eq!(messages, ["p.zone: no zone `nope` under caches"]);
+        let built: Vec<String> = zones.into_built().into_keys().collect();
+        assert_eq!(built, ["good"]);
+    }
+
+    #[test]
     fn wrong_type_names_the_field() {
         let e =
             from_value::<Item>(&yaml("burst: -1"), "routes[0].plugins[1].limit_req").unwrap_err();

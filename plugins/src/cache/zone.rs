@@ -456,3 +456,36 @@ pub fn build_section(map: &Mapping, path: &str, errors: &mut ConfigErrors) -> Zo
     }
     declared
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_count_by_kind_under_nginx_names() {
+        for (i, s) in CacheStatus::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i, "ALL is in declaration order");
+        }
+        let names: Vec<&str> = CacheStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "HIT",
+                "MISS",
+                "EXPIRED",
+                "STALE",
+                "UPDATING",
+                "REVALIDATED",
+                "BYPASS"
+            ]
+        );
+        let stats = CacheStats::default();
+        for s in CacheStatus::ALL {
+            stats.count(s);
+        }
+        stats.count(CacheStatus::Hit);
+        assert_eq!(stats.get(CacheStatus::Hit), 2);
+        assert_eq!(stats.get(CacheStatus::Bypass), 1);
+        assert_eq!((stats.hits(), stats.misses()), (5, 3));
+    }
+}
