@@ -1,6 +1,7 @@
 //! The admin listener against hostile input, over raw TCP: a request Pingora cannot parse
 //! (a NUL in `Authorization`) gets a reply, a declared 10 GB body gets `413` at once (not
 //! after the read timeout), a refused body is not drained, and keep-alive follows the client.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 mod wire;

@@ -1,6 +1,7 @@
 //! `upstreams.*.max_response_header`: an upstream response header block larger than the
 //! bound is answered 502 and never cached (nginx: "upstream sent too big header", 502,
 //! beyond `proxy_buffer_size`); below it the response passes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 
