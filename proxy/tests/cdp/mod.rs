@@ -47,9 +47,19 @@ pub fn chromium_bin() -> PathBuf {
     find().expect("chromium installed but not found on PATH")
 }
 
-/// A headless chromium with one page attached, killed on drop.
+/// The chromium process, killed when dropped (also when the start panics half-way).
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A headless chromium with one page attached, closed on drop.
 pub struct Browser {
-    child: Child,
+    child: Process,
     ws: WebSocket<TcpStream>,
     session: String,
     next_id: u64,
@@ -85,6 +95,7 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
+            .map(Process)
             .expect("spawn chromium");
         // Chromium writes its port and the browser's websocket path here once it listens.
         let active = profile.path().join("DevToolsActivePort");
@@ -283,8 +294,18 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Asks chromium to close (so its helper processes go with it), then `Process` kills
+    /// what is left.
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let close = json!({"id": self.next_id, "method": "Browser.close"});
+        if self.ws.send(Message::text(close.to_string())).is_ok() {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.0.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
 }
