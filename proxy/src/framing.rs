@@ -9,8 +9,10 @@
 //! the connection closed. What it accepts and nginx does not is refused here: a message that two parsers
 //! could frame two ways must not reach an origin that trusts weir.
 
+use crate::upstream::Upstream;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
+use weir_plugins::respond::path_for_log;
 
 /// Why a request's framing is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +85,30 @@ pub fn response_head_bytes(resp: &ResponseHeader) -> usize {
         .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
         .sum();
     status_line + lines + 2
+}
+
+/// Refuses with 502 (and a log line) a response from `upstream` whose header block is
+/// larger than its `max_response_header`.
+pub fn check_response_head(
+    resp: &ResponseHeader,
+    upstream: &Upstream,
+    session: &Session,
+) -> pingora::Result<()> {
+    let size = response_head_bytes(resp);
+    if size <= upstream.max_response_header {
+        return Ok(());
+    }
+    log::warn!(
+        "upstream {}: response header of {size} bytes for {} is larger than \
+         max_response_header ({} bytes): 502",
+        upstream.name,
+        path_for_log(session.req_header()),
+        upstream.max_response_header
+    );
+    Err(pingora::Error::explain(
+        pingora::ErrorType::HTTPStatus(502),
+        "upstream response header too large",
+    ))
 }
 
 /// Answers `Expect: 100-continue` with `100 Continue`, as nginx does when it starts to read

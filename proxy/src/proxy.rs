@@ -314,19 +314,8 @@ impl ProxyHttp for Weir {
         ctx: &mut RequestState,
     ) -> Result<()> {
         if let Some(route) = &ctx.route {
-            let upstream = route.target.upstream();
-            let size = framing::response_head_bytes(response);
-            if size > upstream.max_response_header {
-                log::warn!(
-                    "upstream {}: response header of {size} bytes for {} is larger than \
-                     max_response_header ({} bytes): 502",
-                    upstream.name,
-                    path_for_log(session.req_header()),
-                    upstream.max_response_header
-                );
-                // Before the cache sees the response: it is not stored.
-                return Err(http_error(502, "upstream response header too large"));
-            }
+            // Before the cache sees the response: one refused is not stored.
+            framing::check_response_head(response, route.target.upstream(), session)?;
         }
         ctx.attempts
             .on_response(session, ctx.route.as_deref(), response)
