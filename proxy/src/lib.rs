@@ -13,6 +13,7 @@ mod cli;
 pub mod config;
 mod dashboard;
 mod framing;
+mod import;
 mod metrics;
 mod proxy;
 mod reload;
