@@ -28,13 +28,17 @@
 //! weir also sends `Age` on cached responses (RFC 9111; nginx never does): that deliberate
 //! difference is asserted in `cache.rs`, not here.
 //!
+//! weir runs the YAML that `weir import nginx` makes of the very nginx.conf nginx runs (the
+//! round trip of the importer); `WEIR_DIFF_CONFIG=handwritten` runs the hand-written zone
+//! above instead.
+//!
 //! Scenarios run one at a time (a lock), nginx first, then weir, so neither is timed against
 //! the other's load.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 
-use common::{free_port, Nginx, Origin, Weir};
+use common::{free_port, import_nginx, nginx_conf, use_imported_config, Nginx, Origin, Weir};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
@@ -82,6 +86,11 @@ fn nginx_location(origin: SocketAddr) -> String {
 /// weir with zone `c` (the equivalent of the nginx config above) on one catch-all route.
 fn start_weir(origin: SocketAddr, dir: &std::path::Path) -> Weir {
     let port = free_port();
+    if use_imported_config() {
+        // The cache lives in `dir/cache`, as nginx's in its `{dir}/cache`.
+        let conf = nginx_conf(NGINX_CACHE, &nginx_location(origin), port, dir);
+        return Weir::start(&import_nginx(&conf, dir), port);
+    }
     let yaml = format!(
         "server:\n  listen: [\"127.0.0.1:{port}\"]\n  threads: 2\n  grace_period: 1s\n\
          caches:\n  c:\n    path: {}\n    valid: {{ \"200\": 10m }}\n    \

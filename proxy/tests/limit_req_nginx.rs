@@ -4,13 +4,19 @@
 //! origin, each started fresh per scenario so no bucket state leaks. The statuses must be the
 //! same multiset, and the completion times of the 200s (sorted) must match within 250 ms.
 //!
+//! weir runs the YAML that `weir import nginx` makes of the very nginx.conf nginx runs (the
+//! round trip of the importer); `WEIR_DIFF_CONFIG=handwritten` runs the hand-written
+//! equivalent instead.
+//!
 //! Scenarios run one at a time (a lock) so the two servers are never timed against each
 //! other's load on a small machine.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 
-use common::{free_port, simple_config, Nginx, Origin, Weir};
+use common::{
+    free_port, import_nginx, nginx_conf, simple_config, use_imported_config, Nginx, Origin, Weir,
+};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
@@ -148,11 +154,9 @@ fn differential(
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let origin = Origin::start("o");
 
+    let location = format!("{nginx_limits}\nproxy_pass http://{};", origin.addr());
     let nginx_out = {
-        let nginx = Nginx::start(
-            NGINX_ZONES,
-            &format!("{nginx_limits}\nproxy_pass http://{};", origin.addr()),
-        );
+        let nginx = Nginx::start(NGINX_ZONES, &location);
         run(nginx.port, schedule)
     };
 
@@ -164,8 +168,15 @@ fn differential(
         // One worker thread, like the single nginx process it is compared with: with
         // several, concurrent requests may interleave between the zones of one route, as
         // they do across nginx workers.
-        let yaml = simple_config(port, origin.addr(), zones, "", weir_limits)
-            .replace("threads: 2", "threads: 1");
+        let yaml = if use_imported_config() {
+            // nginx's own worker_processes 1 becomes threads: 1.
+            let dir = tempfile::tempdir().expect("temp dir");
+            let conf = nginx_conf(NGINX_ZONES, &location, port, dir.path());
+            import_nginx(&conf, dir.path())
+        } else {
+            simple_config(port, origin.addr(), zones, "", weir_limits)
+                .replace("threads: 2", "threads: 1")
+        };
         let weir = Weir::start(&yaml, port);
         run(weir.port, schedule)
     };

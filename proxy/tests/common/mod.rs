@@ -330,6 +330,58 @@ fn find_nginx() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The nginx.conf [`Nginx::start`] runs: `http` (zones, caches …) in its `http {}` block and
+/// one server on `port` whose only `location /` holds `location`; `{dir}` in either is
+/// replaced by `dir`, where nginx keeps its pid, logs and temp files.
+pub fn nginx_conf(http: &str, location: &str, port: u16, dir: &Path) -> String {
+    let d = dir.display().to_string();
+    let user = if is_root() { "user root;\n" } else { "" };
+    let (http, location) = (http.replace("{dir}", &d), location.replace("{dir}", &d));
+    format!(
+        "{user}daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+         error_log {d}/error.log info;\n\
+         events {{ worker_connections 512; }}\n\
+         http {{\n\
+           access_log off;\n\
+           client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+           fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+           {http}\n\
+           server {{\n\
+             listen 127.0.0.1:{port};\n\
+             location / {{\n\
+               {location}\n\
+             }}\n\
+           }}\n\
+         }}\n"
+    )
+}
+
+/// Whether the differential tests run weir on the YAML `weir import nginx` makes of the
+/// very nginx.conf nginx runs (the default), or on their hand-written YAML
+/// (`WEIR_DIFF_CONFIG=handwritten`).
+pub fn use_imported_config() -> bool {
+    std::env::var("WEIR_DIFF_CONFIG").map_or(true, |v| v != "handwritten")
+}
+
+/// Runs `weir import nginx --strict` on `conf` (written to `dir/nginx.conf`) and returns the
+/// YAML; panics with weir's report when the import fails or leaves a directive behind.
+pub fn import_nginx(conf: &str, dir: &Path) -> String {
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let out = Command::new(weir_bin())
+        .args(["import", "nginx", "--strict"])
+        .arg(&path)
+        .output()
+        .expect("run weir import nginx");
+    let yaml = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "weir import nginx --strict failed:\n{}\n{yaml}\nnginx.conf:\n{conf}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    yaml
+}
+
 /// A real nginx (one process, `master_process off`, everything under its own temp dir) on
 /// a free port, killed on drop.
 pub struct Nginx {
@@ -345,27 +397,8 @@ impl Nginx {
     /// by nginx's temp dir.
     pub fn start(http: &str, location: &str) -> Nginx {
         let dir = tempfile::tempdir().expect("temp dir");
-        let d = dir.path().display().to_string();
         let port = free_port();
-        let user = if is_root() { "user root;\n" } else { "" };
-        let (http, location) = (http.replace("{dir}", &d), location.replace("{dir}", &d));
-        let conf = format!(
-            "{user}daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-             error_log {d}/error.log info;\n\
-             events {{ worker_connections 512; }}\n\
-             http {{\n\
-               access_log off;\n\
-               client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-               fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-               {http}\n\
-               server {{\n\
-                 listen 127.0.0.1:{port};\n\
-                 location / {{\n\
-                   {location}\n\
-                 }}\n\
-               }}\n\
-             }}\n"
-        );
+        let conf = nginx_conf(http, location, port, dir.path());
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
         let child = Command::new(nginx_bin())
