@@ -219,9 +219,10 @@ mod tests {
             words(r#"x "say \"hi\"" 'a\'b';"#),
             ["x", "say \"hi\"", "a'b", ";"]
         );
+        // As nginx: `\;` keeps the `;` in the word, and the backslash with it.
         assert_eq!(
             words(r#"x a\;b "\t\n" \\;"#),
-            ["x", "a;b", "\t\n", "\\", ";"]
+            ["x", "a\\;b", "\t\n", "\\", ";"]
         );
         assert_eq!(words(r#"x "\d+";"#), ["x", "\\d+", ";"]);
         assert_eq!(words("x \"\";"), ["x", "", ";"]);

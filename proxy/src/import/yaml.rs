@@ -223,6 +223,14 @@ fn write_items(items: &[Item], indent: usize, out: &mut String) {
                     write_value(&e.value, indent + 2, indent + 4 + e.key.len(), out);
                 }
             }
+            // `- name: {…}`: a one-key map (a plugin) keeps its key on the dash's line.
+            Node::Map(es) if es.len() == 1 && es[0].comments.is_empty() => {
+                let e = &es[0];
+                out.push(' ');
+                out.push_str(&scalar(&e.key));
+                out.push(':');
+                write_value(&e.value, indent + 2, indent + 4 + e.key.len(), out);
+            }
             v => write_value(v, indent, indent + 2, out),
         }
     }
