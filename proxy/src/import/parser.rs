@@ -68,7 +68,7 @@ fn quote_arg(a: &str) -> String {
     let plain = !a.is_empty()
         && !a
             .chars()
-            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | ';' | '{' | '}' | '#' | '\\'));
+            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | ';' | '{' | '}' | '#'));
     if plain {
         a.to_string()
     } else {

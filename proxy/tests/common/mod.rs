@@ -334,9 +334,15 @@ fn find_nginx() -> Option<PathBuf> {
 /// one server on `port` whose only `location /` holds `location`; `{dir}` in either is
 /// replaced by `dir`, where nginx keeps its pid, logs and temp files.
 pub fn nginx_conf(http: &str, location: &str, port: u16, dir: &Path) -> String {
+    nginx_conf_with(http, "", location, port, dir)
+}
+
+/// [`nginx_conf`] with `server` (named locations …) in the server block, before `location /`.
+pub fn nginx_conf_with(http: &str, server: &str, location: &str, port: u16, dir: &Path) -> String {
     let d = dir.display().to_string();
     let user = if is_root() { "user root;\n" } else { "" };
     let (http, location) = (http.replace("{dir}", &d), location.replace("{dir}", &d));
+    let server = server.replace("{dir}", &d);
     format!(
         "{user}daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
          error_log {d}/error.log info;\n\
@@ -348,6 +354,7 @@ pub fn nginx_conf(http: &str, location: &str, port: u16, dir: &Path) -> String {
            {http}\n\
            server {{\n\
              listen 127.0.0.1:{port};\n\
+             {server}\n\
              location / {{\n\
                {location}\n\
              }}\n\
@@ -396,9 +403,14 @@ impl Nginx {
     /// a free port whose only `location /` holds `location`. `{dir}` in either is replaced
     /// by nginx's temp dir.
     pub fn start(http: &str, location: &str) -> Nginx {
+        Nginx::start_with(http, "", location)
+    }
+
+    /// As [`Nginx::start`], with `server` (named locations …) in the server block.
+    pub fn start_with(http: &str, server: &str, location: &str) -> Nginx {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let conf = nginx_conf(http, location, port, dir.path());
+        let conf = nginx_conf_with(http, server, location, port, dir.path());
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
         let child = Command::new(nginx_bin())

@@ -241,6 +241,11 @@ impl Tx {
             if d.name == "keepalive_timeout" && d.args.first().map(String::as_str) == Some("75s") {
                 self.report
                     .ignored(d, "weir keeps idle client connections 75 s as well");
+            } else if d.name == "ssl_protocols"
+                && d.args.iter().all(|a| a == "TLSv1.2" || a == "TLSv1.3")
+            {
+                self.report
+                    .ignored(d, "weir offers TLS 1.2 and 1.3 as well");
             } else if let Some(why) = leftovers::ignored_reason(&d.name) {
                 self.report.ignored(d, why);
             } else {
