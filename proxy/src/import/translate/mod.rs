@@ -5,9 +5,11 @@
 //! with its reason, so nothing that changes behaviour disappears silently.
 
 mod cache;
+mod failover;
 mod leftovers;
 mod limits;
 mod location;
+mod pass;
 mod server;
 mod upstreams;
 pub mod values;
@@ -150,7 +152,7 @@ impl Tx {
     }
 
     /// Argument `i` of `d`, or the error nginx gives for a missing one.
-    pub fn arg<'d>(d: &'d Directive, i: usize) -> Result<&'d str, SyntaxError> {
+    pub fn arg(d: &Directive, i: usize) -> Result<&str, SyntaxError> {
         d.args
             .get(i)
             .map(String::as_str)

@@ -4,6 +4,8 @@
 //! failover idiom `error_page 502 504 = @next` + `location @next { proxy_pass … }` becomes
 //! further tiers.
 
+use super::failover::error_pages;
+use super::pass::parse_pass;
 use super::values::{duration, server_addr};
 use super::{Scope, Tx};
 use crate::import::parser::Directive;
@@ -260,44 +262,19 @@ pub fn for_location(
     if tls {
         tls_settings(tx, scope, &mut spec, &mut comments)?;
     }
-    error_pages(tx, scope, named, &mut spec, &mut comments)?;
+    let chain = error_pages(tx, scope, named, &mut comments)?;
+    if !chain.targets.is_empty() {
+        let list = spec
+            .next_upstream
+            .get_or_insert_with(|| vec!["error".into(), "timeout".into()]);
+        for c in chain.conditions {
+            if !list.contains(&c) {
+                list.push(c);
+            }
+        }
+        spec.chain = chain.targets;
+    }
     Ok(Some(name_for(ups, spec, comments)))
-}
-
-/// `proxy_pass URL` → (tls, target); `None` when reported.
-fn parse_pass(
-    tx: &mut Tx,
-    pass: &Directive,
-    prefix: &str,
-) -> Result<Option<(bool, String)>, SyntaxError> {
-    let url = Tx::arg(pass, 0)?;
-    let (tls, rest) = if let Some(r) = url.strip_prefix("http://") {
-        (false, r)
-    } else if let Some(r) = url.strip_prefix("https://") {
-        (true, r)
-    } else {
-        return Err(Tx::invalid(
-            pass,
-            format!("invalid URL prefix in \"{url}\""),
-        ));
-    };
-    if url.contains('$') {
-        tx.report
-            .left(pass, "a proxy_pass with variables has no weir equivalent");
-        return Ok(None);
-    }
-    let (host, uri) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    if !uri.is_empty() && uri != prefix {
-        tx.report.left(
-            pass,
-            format!("proxy_pass with a URI replaces the location's prefix `{prefix}` with `{uri}`; weir forwards the request target unchanged"),
-        );
-        return Ok(None);
-    }
-    Ok(Some((tls, host.to_string())))
 }
 
 fn tls_settings(
@@ -358,119 +335,6 @@ fn tls_settings(
         tx.take(ca);
         comments.push(ca.source());
         spec.tls_ca = Some(tx.path(Tx::arg(ca, 0)?));
-    }
-    Ok(())
-}
-
-/// `error_page CODES = @name` towards a location that only proxies: its upstream becomes a
-/// further tier, and the codes the retry conditions.
-fn error_pages(
-    tx: &mut Tx,
-    scope: &Scope,
-    named: &BTreeMap<String, (Scope, &Directive)>,
-    spec: &mut Spec,
-    comments: &mut Vec<String>,
-) -> Result<(), SyntaxError> {
-    let intercept = match scope.one("proxy_intercept_errors") {
-        Some(d) => Tx::flag(d)?.then_some(d),
-        None => None,
-    };
-    let recursive = match scope.one("recursive_error_pages") {
-        Some(d) => Tx::flag(d)?,
-        None => false,
-    };
-    let mut pages = scope.group(&["error_page"]);
-    let mut depth = 0;
-    while let Some(page) = pages
-        .iter()
-        .find(|p| p.args.last().is_some_and(|t| t.starts_with('@')))
-    {
-        let page = *page;
-        let target = page.args.last().map(String::as_str).unwrap_or_default();
-        let Some((next_scope, next_loc)) = named.get(target) else {
-            return Err(Tx::invalid(page, format!("unknown location \"{target}\"")));
-        };
-        let codes: Vec<&str> = page
-            .args
-            .iter()
-            .map(String::as_str)
-            .take_while(|a| !a.starts_with('=') && !a.starts_with('@'))
-            .collect();
-        let mut conditions = Vec::new();
-        let mut ok = page.args.iter().any(|a| a == "=");
-        for c in &codes {
-            match (*c, intercept.is_some()) {
-                ("502", i) => {
-                    conditions.push("error".to_string());
-                    if i {
-                        conditions.push("http_502".into());
-                    }
-                }
-                ("504", i) => {
-                    conditions.push("timeout".to_string());
-                    if i {
-                        conditions.push("http_504".into());
-                    }
-                }
-                ("500" | "503" | "404" | "429" | "403", true) => {
-                    conditions.push(format!("http_{c}"))
-                }
-                _ => ok = false,
-            }
-        }
-        let next_pass = next_loc
-            .children()
-            .iter()
-            .filter(|d| {
-                !matches!(
-                    d.name.as_str(),
-                    "proxy_pass"
-                        | "error_page"
-                        | "proxy_intercept_errors"
-                        | "proxy_set_header"
-                        | "proxy_next_upstream"
-                )
-            })
-            .count()
-            == 0;
-        let pass = next_loc.children().iter().find(|d| d.name == "proxy_pass");
-        let target_up = match (ok && next_pass, pass) {
-            (true, Some(p)) => parse_pass(tx, p, "")?,
-            _ => None,
-        };
-        let Some((_, next_target)) = target_up else {
-            tx.take(page);
-            tx.report.left(
-                page,
-                "only `error_page 502 504 … = @name` towards a location that just proxies becomes further tiers (with proxy_intercept_errors for upstream statuses)",
-            );
-            return Ok(());
-        };
-        tx.take(page);
-        tx.take_all(next_loc);
-        comments.push(page.source());
-        comments.push(next_loc.source());
-        if let Some(i) = intercept {
-            tx.take(i);
-        }
-        let list = spec
-            .next_upstream
-            .get_or_insert_with(|| vec!["error".into(), "timeout".into()]);
-        for c in conditions {
-            if !list.contains(&c) {
-                list.push(c);
-            }
-        }
-        spec.chain.push(next_target);
-        depth += 1;
-        if !recursive || depth > 8 {
-            break;
-        }
-        if let Some(r) = scope.one("recursive_error_pages") {
-            tx.take(r);
-        }
-        pages = next_scope.inner(next_loc.children()).group(&["error_page"]);
-        pages.retain(|p| next_loc.children().iter().any(|c| c.id == p.id));
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ pub fn size_bytes(s: &str) -> Option<u64> {
 /// A size in weir's spelling: the largest binary unit that divides it.
 pub fn size(bytes: u64) -> String {
     for (unit, mult) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-        if bytes >= mult && bytes % mult == 0 {
+        if bytes >= mult && bytes.is_multiple_of(mult) {
             return format!("{}{unit}", bytes / mult);
         }
     }
@@ -69,7 +69,7 @@ pub fn duration(ms: u64) -> String {
         ("m", 60_000),
         ("s", 1000),
     ] {
-        if ms % mult == 0 {
+        if ms.is_multiple_of(mult) {
             return format!("{}{unit}", ms / mult);
         }
     }
