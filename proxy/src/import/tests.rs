@@ -353,3 +353,28 @@ fn nginx_syntax_errors_name_file_and_line() {
         assert_eq!(e, want.replace("nginx.conf", &path.display().to_string()).replace(&format!("{}:", path.display()), "nginx.conf:"), "{text}");
     }
 }
+
+#[test]
+fn servers_sharing_names_across_listeners() {
+    // The usual pair: a port-80 server that redirects, the TLS server that serves. The
+    // redirect is reported; the serving server keeps its names and routes.
+    let (yaml, v, i) = import_http(
+        "server {\n listen 127.0.0.1:8080;\n server_name img.example.com;\n\
+           return 301 https://$host$request_uri;\n}\n\
+         server {\n listen 127.0.0.1:8081;\n server_name img.example.com;\n\
+           location / { proxy_pass http://127.0.0.1:9001; }\n}\n\
+         server {\n listen 127.0.0.1:8082;\n server_name img.example.com;\n\
+           location / { proxy_pass http://127.0.0.1:9002; }\n}",
+    );
+    assert_eq!(v["server"]["listen"].as_sequence().unwrap().len(), 3);
+    assert_eq!(v["routes"][0]["match"]["host"][0], "img.example.com");
+    assert_eq!(v["routes"][0]["upstream"], "127.0.0.1:9001");
+    let r = report(&yaml);
+    assert!(r.contains("nginx.conf:6 return 301"), "{r}");
+    assert!(
+        r.contains("nginx.conf:14 server_name img.example.com;")
+            && r.contains("also a name of the server at nginx.conf:10"),
+        "{r}"
+    );
+    assert_eq!(i.left, 2, "{r}");
+}

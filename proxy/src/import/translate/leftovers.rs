@@ -31,8 +31,7 @@ pub fn ignored_reason(name: &str) -> Option<&'static str> {
         | "rewrite_log"
         | "open_log_file_cache"
         | "log_subrequest" => "logging detail: weir logs to stderr (RUST_LOG sets the level)",
-        "client_body_temp_path"
-        | "proxy_temp_path"
+        "proxy_temp_path"
         | "fastcgi_temp_path"
         | "uwsgi_temp_path"
         | "scgi_temp_path"
@@ -118,9 +117,6 @@ pub fn left_reason(name: &str) -> &'static str {
         | "ssl_verify_depth" | "ssl_crl" | "ssl_stapling" | "ssl_stapling_verify"
         | "ssl_ocsp" => "weir has no client certificates or OCSP stapling",
         "keepalive_timeout" => "weir keeps idle client connections 75 s (not configurable)",
-        "client_header_timeout" | "client_body_timeout" | "send_timeout" => {
-            "weir's client timeouts are nginx's defaults (60s), not configurable in this version"
-        }
         "proxy_send_timeout" => "weir's read_timeout also bounds writes to the upstream",
         "limit_rate" | "limit_rate_after" | "proxy_limit_rate" => "weir has no bandwidth limit",
         "proxy_redirect" => "weir does not rewrite Location headers from upstreams",
@@ -150,7 +146,6 @@ pub fn left_reason(name: &str) -> &'static str {
             "weir forwards the request as received"
         }
         "proxy_ignore_client_abort" => "weir stops the upstream request when the client leaves",
-        "proxy_request_buffering" => "weir buffers request bodies as nginx does by default",
         "ssl_protocols" => "weir offers TLS 1.2 and 1.3 only",
         "http2_max_concurrent_streams" | "http2_max_field_size" | "http2_max_header_size"
         | "http2_idle_timeout" | "http2_recv_timeout" | "http2_chunk_size" => {

@@ -29,6 +29,8 @@ pub struct Body {
     pub upstream: String,
     /// Plugins with their comments.
     pub plugins: Vec<(Node, Vec<String>)>,
+    /// `proxy_request_buffering off`: `request_buffering: false`, with its line.
+    pub streaming: Option<String>,
 }
 
 /// The body of a location (at `scope`, path `prefix`) that proxies with `pass`; `None` when
@@ -53,7 +55,18 @@ pub fn body(
     cache::location(tx, &mut decl.caches, scope, &mut plugins)?;
     headers(tx, scope, &mut plugins)?;
     server_wide(tx, scope)?;
-    Ok(Some(Body { upstream, plugins }))
+    let mut streaming = None;
+    if let Some(d) = scope.one("proxy_request_buffering") {
+        tx.take(d);
+        if !Tx::flag(d)? {
+            streaming = Some(d.source());
+        }
+    }
+    Ok(Some(Body {
+        upstream,
+        plugins,
+        streaming,
+    }))
 }
 
 /// `proxy_set_header` (other than Host), `add_header`, `proxy_hide_header` → `headers`.
@@ -168,6 +181,20 @@ fn server_wide(tx: &mut Tx, scope: &Scope) -> Result<(), SyntaxError> {
             size_bytes(a).ok_or_else(|| Tx::invalid(d, format!("invalid value \"{a}\"")))?;
         tx.global("max_header_line", Node::str(size(bytes)), d);
         tx.global("max_uri", Node::str(size(bytes)), d);
+    }
+    for (name, key) in [
+        ("client_header_timeout", "client_header_timeout"),
+        ("client_body_timeout", "client_body_timeout"),
+        ("send_timeout", "send_timeout"),
+    ] {
+        if let Some(d) = scope.one(name) {
+            let ms = tx.time_arg(d, 0)?;
+            tx.global(key, Node::str(super::values::duration(ms)), d);
+        }
+    }
+    if let Some(d) = scope.one("client_body_temp_path") {
+        let path = tx.path(Tx::arg(d, 0)?);
+        tx.global("temp_dir", Node::str(path), d);
     }
     let logs = scope.group(&["access_log"]);
     if let Some(first) = logs.first() {

@@ -52,9 +52,14 @@ pub fn http(tx: &mut Tx, main: &Scope, d: &Directive) -> Result<(), SyntaxError>
         })
         .unwrap_or(0);
     let mut candidates = Vec::new();
+    let mut seen = BTreeMap::new();
     for (i, s) in servers.iter().enumerate() {
         tx.take(s);
-        server(tx, &mut decl, &scope, s, i, i == default, &mut candidates)?;
+        let named = Named {
+            index: i,
+            is_default: i == default,
+        };
+        server(tx, &mut decl, &scope, s, named, &mut seen, &mut candidates)?;
     }
     if servers.is_empty() {
         tx.report
@@ -107,6 +112,9 @@ pub fn http(tx: &mut Tx, main: &Scope, d: &Directive) -> Result<(), SyntaxError>
             route.set("match", m);
         }
         route.set("upstream", Node::str(c.body.upstream.clone()));
+        if let Some(src) = &c.body.streaming {
+            route.set_commented("request_buffering", Node::bool(false), vec![src.clone()]);
+        }
         if !c.body.plugins.is_empty() {
             let mut list = Node::List(Vec::new());
             for (p, comments) in c.body.plugins {
@@ -121,18 +129,38 @@ pub fn http(tx: &mut Tx, main: &Scope, d: &Directive) -> Result<(), SyntaxError>
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A server's place: its index and whether it is the default server.
+struct Named {
+    index: usize,
+    is_default: bool,
+}
+
+/// One server block; `seen` maps the names of earlier servers to their `server_name` line.
 fn server(
     tx: &mut Tx,
     decl: &mut Declared,
     http: &Scope,
     s: &Directive,
-    index: usize,
-    is_default: bool,
+    place: Named,
+    seen: &mut BTreeMap<String, String>,
     out: &mut Vec<Candidate>,
 ) -> Result<(), SyntaxError> {
+    let Named { index, is_default } = place;
     let scope = http.inner(s.children());
     listens(tx, &scope, s)?;
+    // A server that only answers `return` (the `listen 80` → https redirect): no routes,
+    // and its names do not hide the server that really serves them.
+    if let Some(r) = scope.here("return") {
+        tx.take(r);
+        for n in s.children().iter().filter(|d| d.name == "server_name") {
+            tx.take(n);
+        }
+        tx.report.left(
+            r,
+            "`return` has no weir equivalent (weir proxies or redirects to an upstream's server)",
+        );
+        return Ok(());
+    }
     let mut exact_names = Vec::new();
     let mut wild_names: Vec<String> = Vec::new();
     let mut name_src = Vec::new();
@@ -143,6 +171,19 @@ fn server(
             if name.is_empty() || name == "_" {
                 continue;
             }
+            let lower = name.to_ascii_lowercase();
+            if let Some(first) = seen.get(&lower) {
+                // Usually the `listen 80` twin of a TLS server: weir's routes match on
+                // every listener, so the first server's routes answer for both.
+                tx.report.left(
+                    n,
+                    format!(
+                        "`{name}` is also a name of the server at {first}; weir routes do not tell listeners apart, so that server's routes answer here too"
+                    ),
+                );
+                continue;
+            }
+            seen.insert(lower, n.at.to_string());
             if name.starts_with('~') || name.ends_with(".*") {
                 tx.report.left(
                     n,
@@ -166,14 +207,6 @@ fn server(
         }
     }
     let mut routes: Vec<(String, bool, location::Body, Vec<String>)> = Vec::new();
-    if let Some(r) = scope.here("return") {
-        tx.take(r);
-        tx.report.left(
-            r,
-            "`return` has no weir equivalent (weir proxies or redirects to an upstream's server)",
-        );
-        return Ok(());
-    }
     for l in s.children().iter().filter(|d| d.name == "location") {
         locations(tx, decl, &scope, l, &named, &mut routes)?;
     }
@@ -208,6 +241,7 @@ fn server(
                 body: location::Body {
                     upstream: body.upstream.clone(),
                     plugins: body.plugins.clone(),
+                    streaming: body.streaming.clone(),
                 },
                 comments: c,
             });
