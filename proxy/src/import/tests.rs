@@ -372,7 +372,7 @@ fn servers_sharing_names_across_listeners() {
     let r = report(&yaml);
     assert!(r.contains("nginx.conf:6 return 301"), "{r}");
     assert!(
-        r.contains("nginx.conf:14 server_name img.example.com;")
+        r.contains("nginx.conf:15 server_name img.example.com;")
             && r.contains("also a name of the server at nginx.conf:10"),
         "{r}"
     );

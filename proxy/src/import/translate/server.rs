@@ -164,6 +164,7 @@ fn server(
     let mut exact_names = Vec::new();
     let mut wild_names: Vec<String> = Vec::new();
     let mut name_src = Vec::new();
+    let mut duplicates = 0;
     for n in s.children().iter().filter(|d| d.name == "server_name") {
         tx.take(n);
         name_src.push(n.source());
@@ -181,6 +182,7 @@ fn server(
                         "`{name}` is also a name of the server at {first}; weir routes do not tell listeners apart, so that server's routes answer here too"
                     ),
                 );
+                duplicates += 1;
                 continue;
             }
             seen.insert(lower, n.at.to_string());
@@ -198,6 +200,12 @@ fn server(
                 exact_names.push(name.to_ascii_lowercase());
             }
         }
+    }
+    if duplicates > 0 && exact_names.is_empty() && wild_names.is_empty() {
+        // Every name belongs to an earlier server (reported above): nothing of this one
+        // is reachable in weir.
+        tx.take_all(s);
+        return Ok(());
     }
     // Named locations, for error_page chains.
     let mut named = BTreeMap::new();
