@@ -4,6 +4,7 @@
 //! `--strict`; and a failover differential against the real nginx, where weir runs the
 //! import of nginx's own config (an upstream with a backup, then `error_page … = @origin`
 //! chains), so that both answer from the same server.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 
