@@ -249,7 +249,7 @@ impl TransportConnector {
 
     /// Try to find a reusable connection to the given server [Peer]
     pub async fn reused_stream<P: Peer + Send + Sync>(&self, peer: &P) -> Option<Stream> {
-        match self.connection_pool.get(&peer.reuse_hash()) {
+        match self.connection_pool.get(&worker_pool_key(peer.reuse_hash())) {
             Some(s) => {
                 debug!("find reusable stream, trying to acquire it");
                 {
@@ -319,7 +319,7 @@ impl TransportConnector {
             return;
         }
         let id = stream.id();
-        let meta = ConnectionMeta::new(key, id);
+        let meta = ConnectionMeta::new(worker_pool_key(key), id);
         debug!("Try to keepalive client session");
         let stream = Arc::new(Mutex::new(stream));
         let locked_stream = stream.clone().try_lock_owned().unwrap(); // safe as we just created it
@@ -327,7 +327,11 @@ impl TransportConnector {
         let idle_meta = IdleConnection::new(meta);
         let pool = self.connection_pool.clone(); //clone the arc
         let keepalive_pool_callback = self.keepalive_pool_callback.clone();
-        let rt = pingora_runtime::current_handle();
+        // Watch the idle connection on the runtime that released it (the one that takes it
+        // again, see worker_pool_key): its lock and its last Arc are then dropped in one poll
+        // before reused_stream() can try to unwrap it (cloudflare/pingora#998).
+        let rt = tokio::runtime::Handle::try_current()
+            .unwrap_or_else(|_| pingora_runtime::current_handle());
         rt.spawn(async move {
             if pool
                 .idle_poll(
@@ -466,6 +470,35 @@ impl PreferredHttpVersion {
             .copied()
             .map(|v| if v == 1 { ALPN::H1 } else { ALPN::H2H1 })
     }
+}
+
+/// The pool key of `key` for the calling worker: on a current-thread runtime (every worker
+/// thread of a NoStealRuntime) each thread keeps its own idle connections, so a connection
+/// is taken again on the thread whose runtime watches it and never crosses threads
+/// (cloudflare/pingora#998: the idle watcher on another thread may still hold the stream's
+/// `Arc` when its lock is released, and the reuse then fails with "failed to acquire
+/// reusable stream"). Work-stealing runtimes move tasks between threads: one shared key.
+fn worker_pool_key(key: u64) -> u64 {
+    use std::cell::Cell;
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    thread_local! {
+        static SALT: Cell<Option<u64>> = const { Cell::new(None) };
+    }
+    let salt = SALT.get().unwrap_or_else(|| {
+        let current_thread = Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::CurrentThread);
+        let salt = if current_thread {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            std::thread::current().id().hash(&mut h);
+            h.finish()
+        } else {
+            0
+        };
+        SALT.set(Some(salt));
+        salt
+    });
+    key ^ salt
 }
 
 use futures::future::FutureExt;
