@@ -229,9 +229,13 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                 Ok(io) => {
                     let app = app_logic.clone();
                     let shutdown = shutdown.clone();
+                    // The task lives as long as the connection: box the stream and its
+                    // handshake (the TLS state machine) so that they do not size it.
+                    let peer_addr = io.peer_addr();
+                    let handshake = Box::pin(io.handshake());
                     current_handle().spawn(async move {
-                        let peer_addr = io.peer_addr();
-                        match timeout(Duration::from_secs(60), io.handshake()).await {
+                        let handshake = timeout(Duration::from_secs(60), handshake).await;
+                        match handshake {
                             Ok(handshake) => {
                                 match handshake {
                                     Ok(io) => Self::handle_event(io, app, shutdown).await,
