@@ -1,15 +1,16 @@
-//! A zone's catalog: its index ([`Index`], a pure LRU of the objects on disk) and its memory
-//! tier ([`MemoryTier`]) under one lock, kept in step.
+//! A zone's catalog: its index ([`Index`], a pure LRU of the objects on disk), its memory
+//! tier ([`MemoryTier`]) and its open files ([`OpenFiles`]) under one lock, kept in step.
 //!
-//! A copy in memory lives and dies with its index entry: every insert, removal and meta
-//! rewrite of a key drops its copy, and a copy read from a file is only admitted while the
-//! entry it was read under is still the current one (its generation), so memory never serves
-//! what the disk no longer holds. Mutations go through [`Catalog`]; the index and the tier are
+//! A copy in memory and an open file live and die with their index entry: every insert,
+//! removal, eviction and meta rewrite of a key drops both, and one read from a file is only
+//! admitted while the entry it was read under is still the current one (its generation), so
+//! neither ever serves what the disk no longer holds. Mutations go through [`Catalog`]; the index and the tier are
 //! lent out read-only.
 
 use super::file::Hash;
 use super::index::{Entry, Index, LoadDecision};
 use super::memory::{Hot, MemoryTier};
+use super::open_files::{OpenFile, OpenFiles};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +19,7 @@ use std::time::Instant;
 pub struct Catalog {
     index: Index,
     memory: MemoryTier,
+    open: OpenFiles,
 }
 
 impl Catalog {
@@ -26,6 +28,7 @@ impl Catalog {
         Catalog {
             index: Index::new(loading),
             memory: MemoryTier::default(),
+            open: OpenFiles::default(),
         }
     }
 
@@ -53,7 +56,7 @@ impl Catalog {
 
     /// Indexes `key` (a new file), dropping its copy in memory; what was indexed before.
     pub fn insert(&mut self, key: Hash, entry: Entry) -> Option<Entry> {
-        self.memory.remove(&key);
+        self.forget(&key);
         self.index.insert(key, entry)
     }
 
@@ -61,7 +64,7 @@ impl Catalog {
     pub fn insert_loaded(&mut self, key: Hash, entry: Entry) -> LoadDecision {
         let decision = self.index.insert_loaded(key, entry);
         if decision == LoadDecision::Inserted {
-            self.memory.remove(&key);
+            self.forget(&key);
         }
         decision
     }
@@ -71,14 +74,14 @@ impl Catalog {
     pub fn set_size(&mut self, key: &Hash, size: u64) -> bool {
         let indexed = self.index.set_size(key, size);
         if indexed {
-            self.memory.remove(key);
+            self.forget(key);
         }
         indexed
     }
 
     /// Unindexes `key` and drops its copy; its entry when it was indexed.
     pub fn remove(&mut self, key: &Hash) -> Option<Entry> {
-        self.memory.remove(key);
+        self.forget(key);
         self.index.remove(key)
     }
 
@@ -90,7 +93,7 @@ impl Catalog {
     /// Unindexes the least recently used object when `pred` holds for it, dropping its copy.
     pub fn pop_lru_if(&mut self, pred: impl Fn(&Entry) -> bool) -> Option<(Hash, Entry)> {
         let popped = self.index.pop_lru_if(pred)?;
-        self.memory.remove(&popped.0);
+        self.forget(&popped.0);
         Some(popped)
     }
 
@@ -123,6 +126,32 @@ impl Catalog {
             return false;
         }
         self.memory.put(key, hot)
+    }
+
+    /// The open file of `key`, marked most recently read.
+    pub fn get_open(&mut self, key: &Hash) -> Option<Arc<OpenFile>> {
+        self.open.get(key)
+    }
+
+    /// Keeps `open`, opened as the object `key` while its entry had generation `gen`; false
+    /// (not kept) when the entry changed since.
+    pub fn put_open(&mut self, key: &Hash, gen: u64, open: Arc<OpenFile>) -> bool {
+        if self.index.peek(key).is_none_or(|e| e.gen != gen) {
+            return false;
+        }
+        self.open.put(key, open);
+        true
+    }
+
+    /// The open files, read-only.
+    pub fn open_files(&self) -> &OpenFiles {
+        &self.open
+    }
+
+    /// Drops the memory copy and the open file of `key` (its entry changed or went).
+    fn forget(&mut self, key: &Hash) {
+        self.memory.remove(key);
+        self.open.remove(key);
     }
 }
 
@@ -220,6 +249,76 @@ mod tests {
         i.set_memory_budget(0);
         assert!(i.get_hot(&[1; 16]).is_none());
         assert_eq!(i.memory().bytes(), 0);
+    }
+
+    /// An open file of a temp file standing for the object `key`.
+    fn open(dir: &std::path::Path, key: u8) -> Arc<OpenFile> {
+        let path = dir.join(format!("o{key}"));
+        std::fs::write(&path, b"x").unwrap();
+        Arc::new(OpenFile {
+            file: Arc::new(std::fs::File::open(&path).unwrap()),
+            header: super::super::file::Header {
+                meta_lens: [0, 0],
+                body_len: 1,
+                key: [key; 16],
+                primary: [key; 16],
+            },
+            internal: Vec::new(),
+            quick: None,
+            response: ResponseHeader::build(200, None).unwrap(),
+        })
+    }
+
+    #[test]
+    fn an_open_file_follows_its_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut i = Catalog::new(false);
+        let k = [1u8; 16];
+        assert!(!i.put_open(&k, 0, open(dir.path(), 1)), "not indexed");
+        i.insert(k, e(10, 1));
+        assert!(i.put_open(&k, gen(&i, 1), open(dir.path(), 1)));
+        assert!(i.get_open(&k).is_some());
+        // Opened under an older generation: refused once the entry changed.
+        let old = gen(&i, 1);
+        i.insert(k, e(10, 1));
+        assert!(i.get_open(&k).is_none(), "a new file closes the old one");
+        assert!(!i.put_open(&k, old, open(dir.path(), 1)));
+        assert!(i.put_open(&k, gen(&i, 1), open(dir.path(), 1)));
+        assert!(i.set_size(&k, 11));
+        assert!(i.get_open(&k).is_none(), "a rewritten meta closes it");
+        assert!(i.put_open(&k, gen(&i, 1), open(dir.path(), 1)));
+        i.remove(&k);
+        assert!(i.get_open(&k).is_none(), "a removal (purge) closes it");
+        i.insert(k, e(10, 1));
+        assert!(i.put_open(&k, gen(&i, 1), open(dir.path(), 1)));
+        while i.pop_lru_if(|_| true).is_some() {}
+        assert!(i.open_files().is_empty(), "an eviction closes it");
+        // Bounded: the least recently read close first.
+        for n in 0..=super::super::open_files::OPEN_FILES {
+            let key = [
+                (n % 256) as u8,
+                (n / 256) as u8,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ];
+            i.insert(key, e(10, 2));
+            let g = i.index().peek(&key).map(|e| e.gen).unwrap();
+            assert!(i.put_open(&key, g, open(dir.path(), 2)));
+        }
+        assert_eq!(i.open_files().len(), super::super::open_files::OPEN_FILES);
+        assert!(i.get_open(&[0; 16]).is_none());
     }
 
     #[test]

@@ -27,6 +27,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// The hash naming an object: pingora's 128-bit `HashBinary`.
@@ -478,10 +479,11 @@ pub fn write_rewritten(
     written
 }
 
-/// Reads a range of an object's body in chunks.
+/// Reads a range of an object's body in chunks, with positioned reads only: the file may be
+/// shared with other readers (the zone's open-file cache), and no `lseek` is needed.
 #[derive(Debug)]
 pub struct BodyReader {
-    file: File,
+    file: Arc<File>,
     offset: u64,
     len: u64,
     /// The next body byte to read and the end of the range (exclusive).
@@ -491,7 +493,7 @@ pub struct BodyReader {
 
 impl BodyReader {
     /// Reads the whole body of `file`, validated as having `header`.
-    pub fn new(file: File, header: &Header) -> Self {
+    pub fn new(file: Arc<File>, header: &Header) -> Self {
         BodyReader {
             file,
             offset: header.body_offset(),
@@ -515,17 +517,18 @@ impl BodyReader {
             return Ok(None);
         }
         let n = (self.end - self.pos).min(max as u64) as usize;
-        // Read into spare capacity (read_to_end never zero-fills it): zero-filling and
-        // allocating a fresh zeroed buffer cost ~5 % of a 50 KiB HIT. The reader owns its
-        // file, so seeking it is safe.
+        // pread into spare capacity (never zero-filled: zero-filling and allocating a fresh
+        // zeroed buffer cost ~5 % of a 50 KiB HIT); one call for a chunk in the page cache.
         let mut buf = Vec::with_capacity(n);
-        self.file.seek(SeekFrom::Start(self.offset + self.pos))?;
-        (&mut self.file).take(n as u64).read_to_end(&mut buf)?;
-        if buf.len() != n {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the object file is shorter than its header says",
-            ));
+        while buf.len() < n {
+            let at = self.offset + self.pos + buf.len() as u64;
+            let spare = rustix::buffer::spare_capacity(&mut buf);
+            if rustix::io::pread(&*self.file, spare, at)? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the object file is shorter than its header says",
+                ));
+            }
         }
         self.pos += n as u64;
         Ok(Some(buf))

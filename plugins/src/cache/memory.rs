@@ -63,13 +63,23 @@ impl Hot {
 
     /// A [`CacheMeta`] equal to the stored one, without decompressing its header.
     pub fn meta(&self) -> Option<CacheMeta> {
-        if let Some(q) = &self.quick {
-            return Some(q.build(self.header.clone()));
-        }
-        let mut meta = CacheMeta::deserialize(&self.internal, placeholder_header()?).ok()?;
-        *meta.response_header_mut() = self.header.clone();
-        Some(meta)
+        rebuild_meta(self.quick.as_ref(), &self.internal, &self.header)
     }
+}
+
+/// The [`CacheMeta`] of a stored object from its serialized internal meta (or its quick form,
+/// `quick`) and its decoded response header, without decompressing a header.
+pub fn rebuild_meta(
+    quick: Option<&QuickMeta>,
+    internal: &[u8],
+    header: &ResponseHeader,
+) -> Option<CacheMeta> {
+    if let Some(q) = quick {
+        return Some(q.build(header.clone()));
+    }
+    let mut meta = CacheMeta::deserialize(internal, placeholder_header()?).ok()?;
+    *meta.response_header_mut() = header.clone();
+    Some(meta)
 }
 
 /// The serialized response header of the smallest valid meta: [`Hot::meta`] decodes the

@@ -3,7 +3,8 @@
 //!
 //! The storage's rooms import one way, each only from those listed before it: the object
 //! file format ([`file`]); the pure LRU index ([`index`]); the memory tier ([`memory`]); the
-//! catalog keeping index and memory tier in step ([`catalog`]); a zone's directory and its
+//! open-file cache ([`open_files`]); the catalog keeping index, memory tier and open files in
+//! step ([`catalog`]); a zone's directory and its
 //! object-level operations ([`zone_dir`]); the loader, eviction and sweeper ([`upkeep`]); the
 //! pingora `Storage` impl with its hit and miss handlers ([`storage`]).
 
@@ -12,6 +13,7 @@ pub mod file;
 pub mod index;
 pub mod key;
 pub mod memory;
+pub mod open_files;
 pub mod plugin;
 pub mod policy;
 pub mod storage;

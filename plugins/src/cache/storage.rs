@@ -17,6 +17,7 @@
 use super::file::{self, BodyReader, TempFile};
 use super::index::Entry;
 use super::memory::{Hot, QuickMeta};
+use super::open_files::OpenFile;
 use super::upkeep;
 pub use super::zone_dir::DiskSettings;
 use super::zone_dir::ZoneDir;
@@ -347,12 +348,16 @@ impl Storage for DiskStorage {
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
         let hash = key.combined_bin();
-        let (indexed, hot, loading, hot_max) = {
+        let (indexed, hot, open, loading, hot_max) = {
             let mut catalog = self.dir.catalog();
             let indexed = catalog.touch(&hash, Instant::now());
             let hot = indexed.and_then(|_| catalog.get_hot(&hash));
+            let open = match (indexed, &hot) {
+                (Some(_), None) => catalog.get_open(&hash),
+                _ => None,
+            };
             let loading = catalog.index().is_loading();
-            (indexed, hot, loading, catalog.memory().max_body())
+            (indexed, hot, open, loading, catalog.memory().max_body())
         };
         if let Some(hit) = hot.as_deref().and_then(|h| Some((h.meta()?, h))) {
             let (meta, hot) = hit;
@@ -367,30 +372,48 @@ impl Storage for DiskStorage {
         if indexed.is_none() && !loading {
             return Ok(None);
         }
-        let Some((f, o, meta)) = self.dir.open_object(&hash) else {
-            return Ok(None);
+        // An open file: no open, stat or header decoding; else open and validate the file.
+        let (open, meta) = match open.and_then(|o| Some((o.meta()?, o))) {
+            Some((meta, open)) => (open, meta),
+            None => {
+                let Some((f, o, meta)) = self.dir.open_object(&hash) else {
+                    return Ok(None);
+                };
+                let open = Arc::new(OpenFile {
+                    file: Arc::new(f),
+                    header: o.header,
+                    quick: QuickMeta::of(&meta, &o.meta.0),
+                    internal: o.meta.0,
+                    response: meta.response_header().clone(),
+                });
+                if let Some(e) = indexed.filter(|e| e.size == open.header.file_len()) {
+                    self.dir.catalog().put_open(&hash, e.gen, open.clone());
+                }
+                (open, meta)
+            }
         };
-        let size = o.header.file_len();
-        let mut reader = BodyReader::new(f, &o.header);
+        let header = &open.header;
+        let size = header.file_len();
+        let mut reader = BodyReader::new(open.file.clone(), header);
         match indexed {
             Some(e) if e.size != size => {
                 self.dir.catalog().set_size(&hash, size);
             }
             Some(e)
                 if hot_max > 0
-                    && o.header.body_len <= hot_max
-                    && self.hot_wanted(&hash, e.gen, o.header.body_len) =>
+                    && header.body_len <= hot_max
+                    && self.hot_wanted(&hash, e.gen, header.body_len) =>
             {
                 // Small and indexed: read it whole and keep a copy in memory.
                 let body = reader
-                    .read_chunk(o.header.body_len as usize)
+                    .read_chunk(header.body_len as usize)
                     .or_err(FileReadError, "cache: cannot read the body")?
                     .map(Bytes::from)
                     .unwrap_or_default();
                 let hot = Arc::new(Hot {
-                    quick: QuickMeta::of(&meta, &o.meta.0),
-                    internal: o.meta.0,
-                    header: meta.response_header().clone(),
+                    quick: open.quick,
+                    internal: open.internal.clone(),
+                    header: open.response.clone(),
                     body: body.clone(),
                     file_len: size,
                 });
@@ -405,11 +428,11 @@ impl Storage for DiskStorage {
             Some(_) => {}
             None => {
                 let mut catalog = self.dir.catalog();
-                if catalog.index().is_tombstoned(&hash, &o.header.primary) {
+                if catalog.index().is_tombstoned(&hash, &header.primary) {
                     return Ok(None); // removed since the loader started
                 }
                 if !catalog.index().contains(&hash) {
-                    catalog.insert(hash, Entry::now(size, o.header.primary));
+                    catalog.insert(hash, Entry::now(size, header.primary));
                 }
             }
         }
