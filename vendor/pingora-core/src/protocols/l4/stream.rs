@@ -425,32 +425,47 @@ impl L4BufferSettings {
 /// a zero capacity. Reads then go straight to the raw stream, as they did through
 /// an empty `BufReader`. [`BufWriter`] accepts a zero capacity and writes straight
 /// through.
+///
+/// Without a read buffer, the write buffer is allocated on the first buffered write
+/// (the `usize` is its capacity until then): an idle connection holds none.
 #[derive(Debug)]
 enum BufferedStream {
-    UnbufferedRead(BufWriter<RawStreamWrapper>),
+    UnbufferedRead(BufWriter<RawStreamWrapper>, usize),
     BufferedRead(BufReader<BufWriter<RawStreamWrapper>>),
 }
 
 impl BufferedStream {
     fn with_capacity(read: usize, write: usize, stream: RawStreamWrapper) -> Self {
-        let writer = BufWriter::with_capacity(write, stream);
         if read == 0 {
-            BufferedStream::UnbufferedRead(writer)
+            BufferedStream::UnbufferedRead(BufWriter::with_capacity(0, stream), write)
         } else {
+            let writer = BufWriter::with_capacity(write, stream);
             BufferedStream::BufferedRead(BufReader::with_capacity(read, writer))
+        }
+    }
+
+    /// Allocates the write buffer left for the first write, if any.
+    fn ready_to_write(self) -> Self {
+        match self {
+            // The zero-capacity writer wrote straight through: it holds nothing.
+            BufferedStream::UnbufferedRead(writer, capacity) if capacity > 0 => {
+                let writer = BufWriter::with_capacity(capacity, writer.into_inner());
+                BufferedStream::UnbufferedRead(writer, 0)
+            }
+            other => other,
         }
     }
 
     fn writer(&self) -> &BufWriter<RawStreamWrapper> {
         match self {
-            BufferedStream::UnbufferedRead(writer) => writer,
+            BufferedStream::UnbufferedRead(writer, _) => writer,
             BufferedStream::BufferedRead(reader) => reader.get_ref(),
         }
     }
 
     fn writer_mut(&mut self) -> &mut BufWriter<RawStreamWrapper> {
         match self {
-            BufferedStream::UnbufferedRead(writer) => writer,
+            BufferedStream::UnbufferedRead(writer, _) => writer,
             BufferedStream::BufferedRead(reader) => reader.get_mut(),
         }
     }
@@ -466,7 +481,7 @@ impl BufferedStream {
     /// Return the raw stream. Anything left in either buffer is lost.
     fn into_inner(self) -> RawStreamWrapper {
         match self {
-            BufferedStream::UnbufferedRead(writer) => writer.into_inner(),
+            BufferedStream::UnbufferedRead(writer, _) => writer.into_inner(),
             BufferedStream::BufferedRead(reader) => reader.into_inner().into_inner(),
         }
     }
@@ -479,7 +494,7 @@ impl AsyncRead for BufferedStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match &mut *self {
-            BufferedStream::UnbufferedRead(writer) => Pin::new(writer).poll_read(cx, buf),
+            BufferedStream::UnbufferedRead(writer, _) => Pin::new(writer).poll_read(cx, buf),
             BufferedStream::BufferedRead(reader) => Pin::new(reader).poll_read(cx, buf),
         }
     }
@@ -549,6 +564,13 @@ impl Stream {
 
     fn stream_mut(&mut self) -> &mut BufferedStream {
         self.stream.as_mut().expect("stream should always be set")
+    }
+
+    /// Allocates the write buffer before the first buffered write (see [`BufferedStream`]).
+    fn ready_to_write(&mut self) {
+        if matches!(self.stream, Some(BufferedStream::UnbufferedRead(_, 1..))) {
+            self.stream = self.stream.take().map(BufferedStream::ready_to_write);
+        }
     }
 
     /// Record transport connection timing for this stream.
@@ -872,6 +894,7 @@ impl AsyncWrite for Stream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let result = if self.buffer_write {
+            self.ready_to_write();
             Pin::new(&mut self.stream_mut()).poll_write(cx, buf)
         } else {
             Pin::new(&mut self.stream_mut().get_mut()).poll_write(cx, buf)
@@ -898,6 +921,7 @@ impl AsyncWrite for Stream {
         let total_size = bufs.iter().fold(0, |acc, s| acc + s.len());
 
         let result = if self.buffer_write {
+            self.ready_to_write();
             Pin::new(&mut self.stream_mut()).poll_write_vectored(cx, bufs)
         } else {
             Pin::new(&mut self.stream_mut().get_mut()).poll_write_vectored(cx, bufs)
