@@ -1,9 +1,10 @@
 //! Per-request state handed to every plugin hook: facts every plugin needs (client IP,
-//! route) and typed slots where each plugin keeps its own state.
+//! route, the normalised path) and typed slots where each plugin keeps its own state.
 //!
 //! The slots are keyed by type, so the context never has to know which plugins exist: a
 //! plugin defines a private type and stores it, and nobody else can name it.
 
+use crate::NormalizedPath;
 use std::any::{Any, TypeId};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -18,17 +19,26 @@ pub struct RequestCtx {
     pub route: Arc<str>,
     /// `true` when the client connection is TLS.
     pub tls: bool,
+    /// The request path after nginx's normalisation, the one every path-based decision
+    /// compares (the raw target, as sent, is what goes upstream and into the access log).
+    pub path: NormalizedPath,
     delay: Duration,
     slots: Slots,
 }
 
 impl RequestCtx {
-    /// A context for a request that matched `route`.
-    pub fn new(client_ip: Option<IpAddr>, route: Arc<str>, tls: bool) -> Self {
+    /// A context for a request to `path` that matched `route`.
+    pub fn new(
+        client_ip: Option<IpAddr>,
+        route: Arc<str>,
+        tls: bool,
+        path: NormalizedPath,
+    ) -> Self {
         RequestCtx {
             client_ip,
             route,
             tls,
+            path,
             delay: Duration::ZERO,
             slots: Slots::default(),
         }
@@ -110,7 +120,7 @@ mod tests {
 
     #[test]
     fn slots_are_typed_and_independent() {
-        let mut ctx = RequestCtx::new(None, Arc::from("r"), false);
+        let mut ctx = RequestCtx::new(None, Arc::from("r"), false, NormalizedPath::root());
         assert!(ctx.get::<Mine>().is_none());
         ctx.insert(Mine(1));
         ctx.insert(Theirs("x"));

@@ -16,7 +16,8 @@ pub enum KeyPart {
     ClientIp,
     /// The Host header, lower-cased.
     Host,
-    /// The request URI as received.
+    /// The normalised path (as routes see it, see [`crate::NormalizedPath`]), then `?` and
+    /// the query as received when there is one: `/a/../b?x` and `/%62?x` are one key.
     Uri,
     /// A request header's value (all values joined by `,`).
     Header(http::HeaderName),
@@ -113,7 +114,13 @@ impl RequestKey {
                         .unwrap_or_default();
                     out.extend(host.iter().map(u8::to_ascii_lowercase));
                 }
-                KeyPart::Uri => out.extend_from_slice(req.raw_path()),
+                KeyPart::Uri => {
+                    out.extend_from_slice(ctx.path.as_bytes());
+                    if let Some(query) = query(req.raw_path()) {
+                        out.push(b'?');
+                        out.extend_from_slice(query);
+                    }
+                }
                 KeyPart::Header(name) => {
                     for (j, v) in req.headers.get_all(name).iter().enumerate() {
                         if j > 0 {
@@ -130,6 +137,16 @@ impl RequestKey {
             }
         }
     }
+}
+
+/// The query of a raw request target (after the first `?`, before a `#`), as sent.
+pub fn query(target: &[u8]) -> Option<&[u8]> {
+    let start = target.iter().position(|&b| b == b'?')? + 1;
+    let end = target[start..]
+        .iter()
+        .position(|&b| b == b'#')
+        .map_or(target.len(), |e| start + e);
+    Some(&target[start..end])
 }
 
 /// The value of cookie `name` in the request's Cookie headers.
@@ -171,10 +188,16 @@ mod tests {
 
     #[test]
     fn extracts_composite_keys() {
-        let mut req = RequestHeader::build("GET", b"/a?b=1", None).unwrap();
+        let mut req = RequestHeader::build("GET", b"/x/../%61?b=1", None).unwrap();
         req.insert_header("Host", "IMG.example.com").unwrap();
         req.insert_header("Cookie", "x=1; sid=abc; y=2").unwrap();
-        let ctx = RequestCtx::new(Some("10.0.0.1".parse().unwrap()), Arc::from("r"), false);
+        let path = crate::NormalizedPath::parse(req.raw_path()).unwrap();
+        let ctx = RequestCtx::new(
+            Some("10.0.0.1".parse().unwrap()),
+            Arc::from("r"),
+            false,
+            path,
+        );
         let mut out = Vec::new();
         key("[client_ip, host, uri, 'cookie:sid', 'header:X-Missing']")
             .extract(&req, &ctx, &mut out);
@@ -183,6 +206,13 @@ mod tests {
         assert_eq!(out, want);
         key("client_ip").extract(&req, &ctx, &mut out);
         assert_eq!(out, [10, 0, 0, 1]);
+    }
+
+    #[test]
+    fn queries_are_taken_as_sent() {
+        assert_eq!(query(b"/a?b=%2e#f"), Some(&b"b=%2e"[..]));
+        assert_eq!(query(b"/a?"), Some(&b""[..]));
+        assert_eq!(query(b"/a"), None);
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod limit_script;
 pub mod limit_store;
 pub mod limit_zone;
 pub mod metrics;
+pub mod path;
 mod plugin;
 pub mod registry;
 pub mod respond;
@@ -34,6 +35,7 @@ pub use build::{BuildContext, BuildPlugin, PluginFactory};
 pub use config::{ConfigError, ConfigErrors};
 pub use context::RequestCtx;
 pub use flow::Flow;
+pub use path::NormalizedPath;
 pub use plugin::Plugin;
 pub use registry::Registry;
 

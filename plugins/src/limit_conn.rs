@@ -216,7 +216,7 @@ mod tests {
     fn guards_in_a_request_context_release_when_it_drops() {
         let first = InFlight::new(1);
         let second = InFlight::new(1);
-        let mut ctx = RequestCtx::new(None, Arc::from("r"), false);
+        let mut ctx = RequestCtx::new(None, Arc::from("r"), false, crate::NormalizedPath::root());
         ctx.insert(ConnGuards(vec![first.acquire(b"k".to_vec()).unwrap()]));
         if let Some(g) = ctx.get_mut::<ConnGuards>() {
             g.0.push(second.acquire(b"k".to_vec()).unwrap());

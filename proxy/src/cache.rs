@@ -18,6 +18,7 @@ use weir_plugins::cache::policy::{self, Verdict};
 use weir_plugins::cache::zone::CacheStatus;
 use weir_plugins::cache::{CachePlugin, CacheZone};
 use weir_plugins::respond::{path_for_log, suppressed_note};
+use weir_plugins::NormalizedPath;
 
 /// A request's cache state.
 #[derive(Debug, Default)]
@@ -47,13 +48,19 @@ pub fn enable(session: &mut Session, cache: Option<&CachePlugin>, state: &mut Ca
     state.zone = Some(zone.clone());
 }
 
-/// `cache_key_callback`: the zone's key template for this request.
-pub fn key(session: &Session, state: &CacheState, tls: bool) -> Result<CacheKey> {
-    let Some(zone) = &state.zone else {
+/// `cache_key_callback`: the zone's key template for this request (`path`: its normalised
+/// path, `$uri`).
+pub fn key(
+    session: &Session,
+    state: &CacheState,
+    tls: bool,
+    path: Option<&NormalizedPath>,
+) -> Result<CacheKey> {
+    let (Some(zone), Some(path)) = (&state.zone, path) else {
         return Error::e_explain(ErrorType::InternalError, "cache key without a cache zone");
     };
     Ok(CacheKey::new(
-        zone.key.render(session.req_header(), tls),
+        zone.key.render(session.req_header(), tls, path),
         "",
     ))
 }

@@ -18,6 +18,7 @@ mod metrics;
 mod proxy;
 mod reload;
 mod request_limits;
+mod request_target;
 mod router;
 mod server;
 mod state;

@@ -1,26 +1,37 @@
-//! nginx's request limits, checked before routing: URI length (414), header line length and
-//! header count (400), a valid Host (400) and paths that climb above `/` (400).
+//! nginx's checks of a request before it is routed: URI length (414), the method (400 for
+//! one nginx cannot parse, 405 for `TRACE` and `CONNECT`), the request target's form and path
+//! (400, see [`crate::request_target`]), header line length, header count and the size of
+//! the whole header block (400), and a valid, single Host (400). Header names with `_` are
+//! dropped afterwards, as nginx's `underscores_in_headers off` ignores them.
 //!
 //! Pingora's own HTTP/1 parser allows ~1 MiB of headers; these bring the limits down to
 //! nginx's defaults (`large_client_header_buffers 4 8k`) or the configured ones.
 
 use crate::config::ServerSettings;
+use crate::request_target::{self, TargetError, TargetForm};
 use crate::router::normalize_host;
 use pingora::http::RequestHeader;
+use weir_plugins::NormalizedPath;
 
 /// Why a request is refused before it reaches a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// 414: the request target is longer than `server.max_uri`.
     UriTooLong,
+    /// 400: the method is not uppercase letters, `_` and `-` (nginx's rule).
+    BadMethod,
+    /// 405: `TRACE` or `CONNECT`, which nginx never proxies.
+    MethodNotAllowed,
+    /// 400: the request target's form, bytes or path.
+    Target(TargetError),
     /// 400: one header line is longer than `server.max_header_line`.
     HeaderLineTooLong,
     /// 400: more headers than `server.max_headers`.
     TooManyHeaders,
-    /// 400: the Host header is missing (HTTP/1.1) or not a host name.
+    /// 400: all header lines together are longer than `server.max_header_bytes`.
+    HeadersTooLarge,
+    /// 400: the Host header is missing (HTTP/1.1), repeated or not a host name.
     BadHost,
-    /// 400: the path climbs above `/` (`/../x`).
-    PathAboveRoot,
 }
 
 impl Refusal {
@@ -28,6 +39,7 @@ impl Refusal {
     pub fn status(self) -> u16 {
         match self {
             Refusal::UriTooLong => 414,
+            Refusal::MethodNotAllowed => 405,
             _ => 400,
         }
     }
@@ -36,120 +48,201 @@ impl Refusal {
     pub fn reason(self) -> &'static str {
         match self {
             Refusal::UriTooLong => "request URI too long",
+            Refusal::BadMethod => "invalid method",
+            Refusal::MethodNotAllowed => "method not allowed",
+            Refusal::Target(e) => e.reason(),
             Refusal::HeaderLineTooLong => "request header line too long",
             Refusal::TooManyHeaders => "too many request headers",
+            Refusal::HeadersTooLarge => "request headers too large",
             Refusal::BadHost => "missing or invalid Host header",
-            Refusal::PathAboveRoot => "path climbs above /",
         }
     }
 }
 
-/// Checks `req` against the limits of `server`. Returns the host to route by (without
-/// port) when the request is acceptable.
-pub fn check<'a>(
-    req: &'a RequestHeader,
-    server: &ServerSettings,
-) -> Result<Option<&'a str>, Refusal> {
+/// What an accepted request is routed by.
+#[derive(Debug)]
+pub struct Admitted<'a> {
+    /// The host to route by, without port: the absolute-form target's host, else the Host
+    /// header (or HTTP/2 `:authority`); `None` for an HTTP/1.0 request without either.
+    pub host: Option<&'a str>,
+    /// The request target's form.
+    pub form: TargetForm<'a>,
+    /// The normalised path.
+    pub path: NormalizedPath,
+}
+
+/// Checks `req` against the limits of `server`, in the order nginx checks them.
+pub fn check<'a>(req: &'a RequestHeader, server: &ServerSettings) -> Result<Admitted<'a>, Refusal> {
     let raw = req.raw_path();
     if raw.len() > server.max_uri {
         return Err(Refusal::UriTooLong);
     }
+    let method = req.method.as_str().as_bytes();
+    if method.is_empty()
+        || !method
+            .iter()
+            .all(|&b| b.is_ascii_uppercase() || b == b'_' || b == b'-')
+    {
+        return Err(Refusal::BadMethod);
+    }
+    let (form, path) = request_target::parse(&req.method, raw).map_err(Refusal::Target)?;
     if req.headers.len() > server.max_headers {
         return Err(Refusal::TooManyHeaders);
     }
+    let mut total = 0;
     for (name, value) in req.headers.iter() {
-        if name.as_str().len() + 2 + value.len() > server.max_header_line {
+        let line = name.as_str().len() + 2 + value.len();
+        if line > server.max_header_line {
             return Err(Refusal::HeaderLineTooLong);
         }
+        total += line + 2;
     }
-    let path = raw.split(|b| *b == b'?').next().unwrap_or(raw);
-    if climbs_above_root(path) {
-        return Err(Refusal::PathAboveRoot);
+    if total > server.max_header_bytes {
+        return Err(Refusal::HeadersTooLarge);
     }
-    host(req)
+    let host = host(req, &form)?;
+    if matches!(req.method, http::Method::TRACE | http::Method::CONNECT) {
+        return Err(Refusal::MethodNotAllowed);
+    }
+    Ok(Admitted { host, form, path })
 }
 
-/// The routing host: the Host header, else the URI authority (HTTP/2 `:authority`, absolute
-/// request targets). HTTP/1.1 requires one; HTTP/1.0 may omit it.
-fn host(req: &RequestHeader) -> Result<Option<&str>, Refusal> {
-    let raw = match req.headers.get(http::header::HOST) {
-        Some(h) => Some(h.as_bytes()),
-        None => req.uri.authority().map(|a| a.as_str().as_bytes()),
+/// Removes request headers whose name holds `_`: nginx (`underscores_in_headers off`) ignores
+/// them, so neither weir's plugins nor the upstream see them. Returns how many were dropped.
+pub fn drop_underscore_headers(req: &mut RequestHeader) -> usize {
+    let names: Vec<http::HeaderName> = req
+        .headers
+        .keys()
+        .filter(|n| n.as_str().contains('_'))
+        .cloned()
+        .collect();
+    for name in &names {
+        req.remove_header(name);
+    }
+    names.len()
+}
+
+/// The routing host: the absolute-form target's host, else the Host header, else the URI
+/// authority (HTTP/2 `:authority`). HTTP/1.1 requires a Host header; HTTP/1.0 may omit it.
+/// A Host header is validated even when the target names the host, and may appear once.
+fn host<'a>(req: &'a RequestHeader, form: &TargetForm<'a>) -> Result<Option<&'a str>, Refusal> {
+    let mut hosts = req.headers.get_all(http::header::HOST).iter();
+    let header = hosts.next().map(|h| h.as_bytes());
+    if hosts.next().is_some() {
+        return Err(Refusal::BadHost);
+    }
+    let header = match header {
+        Some(h) => Some(normalize_host(h).ok_or(Refusal::BadHost)?),
+        None => None,
     };
-    match raw {
-        Some(raw) => normalize_host(raw).map(Some).ok_or(Refusal::BadHost),
+    if let TargetForm::Absolute { authority, .. } = form {
+        return normalize_host(authority).map(Some).ok_or(Refusal::BadHost);
+    }
+    if header.is_some() {
+        return Ok(header);
+    }
+    match req.uri.authority() {
+        Some(a) => normalize_host(a.as_str().as_bytes())
+            .map(Some)
+            .ok_or(Refusal::BadHost),
         None if req.version == http::Version::HTTP_10 => Ok(None),
         None => Err(Refusal::BadHost),
     }
-}
-
-/// True when the dot segments of `path` would leave the root, as nginx's URI parser judges
-/// (`%2e` counts as a dot).
-fn climbs_above_root(path: &[u8]) -> bool {
-    let mut depth: i64 = 0;
-    for segment in path.split(|b| *b == b'/').skip(1) {
-        match dot_segment(segment) {
-            Some(1) => {}
-            Some(2) => {
-                depth -= 1;
-                if depth < 0 {
-                    return true;
-                }
-            }
-            _ if segment.is_empty() => {}
-            _ => depth += 1,
-        }
-    }
-    false
-}
-
-/// `Some(1)` for `.`, `Some(2)` for `..` (with `%2e` for a dot), else `None`.
-fn dot_segment(seg: &[u8]) -> Option<usize> {
-    let mut dots = 0;
-    let mut i = 0;
-    while i < seg.len() {
-        if seg[i] == b'.' {
-            i += 1;
-        } else if seg.len() >= i + 3
-            && seg[i] == b'%'
-            && seg[i + 1] == b'2'
-            && seg[i + 2].eq_ignore_ascii_case(&b'e')
-        {
-            i += 3;
-        } else {
-            return None;
-        }
-        dots += 1;
-    }
-    (1..=2).contains(&dots).then_some(dots)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn dot_segments() {
-        assert!(climbs_above_root(b"/../x"));
-        assert!(climbs_above_root(b"/a/../../x"));
-        assert!(climbs_above_root(b"/%2e%2E/x"));
-        assert!(climbs_above_root(b"/./.."));
-        assert!(!climbs_above_root(b"/a/../b"));
-        assert!(!climbs_above_root(b"/a/b/.."));
-        assert!(!climbs_above_root(b"/...x/..."));
-        assert!(!climbs_above_root(b"//a/.."));
-        assert!(!climbs_above_root(b"/"));
+    fn req(method: &str, target: &[u8], headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build(method, target, None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), v.to_string()).unwrap();
+        }
+        r
+    }
+
+    fn settings() -> ServerSettings {
+        let yaml = serde_yaml_ng::from_str("listen: ['127.0.0.1:1']").unwrap();
+        crate::config::server::build(&yaml, "server").unwrap()
+    }
+
+    fn refusal(r: &RequestHeader) -> Option<Refusal> {
+        check(r, &settings()).err()
     }
 
     #[test]
     fn host_rules() {
-        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
-        assert_eq!(host(&r), Err(Refusal::BadHost));
+        let mut r = req("GET", b"/", &[]);
+        assert_eq!(host(&r, &TargetForm::Origin), Err(Refusal::BadHost));
         r.set_version(http::Version::HTTP_10);
-        assert_eq!(host(&r), Ok(None));
+        assert_eq!(host(&r, &TargetForm::Origin), Ok(None));
         r.insert_header("Host", "Img.Example.com:8080").unwrap();
-        assert_eq!(host(&r), Ok(Some("Img.Example.com")));
-        r.insert_header("Host", "bad host").unwrap();
-        assert_eq!(host(&r), Err(Refusal::BadHost));
+        assert_eq!(host(&r, &TargetForm::Origin), Ok(Some("Img.Example.com")));
+        for bad in ["bad host", "[../../etc]", "a..b", "a/b", ""] {
+            r.insert_header("Host", bad).unwrap();
+            assert_eq!(
+                host(&r, &TargetForm::Origin),
+                Err(Refusal::BadHost),
+                "{bad}"
+            );
+        }
+        let twice = req("GET", b"/", &[("Host", "a"), ("Host", "a")]);
+        assert_eq!(refusal(&twice), Some(Refusal::BadHost));
+    }
+
+    #[test]
+    fn absolute_form_routes_by_its_host() {
+        let r = req("GET", b"http://img.test:81/a", &[("Host", "img.test:81")]);
+        let ok = check(&r, &settings()).unwrap();
+        assert_eq!(ok.host, Some("img.test"));
+        assert_eq!(ok.path.as_bytes(), b"/a");
+    }
+
+    #[test]
+    fn methods_as_nginx() {
+        let h = [("Host", "x")];
+        assert_eq!(refusal(&req("get", b"/", &h)), Some(Refusal::BadMethod));
+        assert_eq!(refusal(&req("G.T", b"/", &h)), Some(Refusal::BadMethod));
+        assert_eq!(
+            refusal(&req("TRACE", b"/", &h)),
+            Some(Refusal::MethodNotAllowed)
+        );
+        assert_eq!(
+            refusal(&req("CONNECT", b"/", &h)),
+            Some(Refusal::MethodNotAllowed)
+        );
+        assert_eq!(refusal(&req("FOO_BAR-X", b"/", &h)), None);
+        // nginx judges the request line before the headers, the method's permission last.
+        assert_eq!(refusal(&req("TRACE", b"/", &[])), Some(Refusal::BadHost));
+    }
+
+    #[test]
+    fn header_block_size() {
+        let server = ServerSettings {
+            max_header_bytes: 1000,
+            ..settings()
+        };
+        let v = "v".repeat(100);
+        let mut r = req("GET", b"/", &[("Host", "x")]);
+        // "Host: x\r\n" is 9 bytes; each "X-N: v…\r\n" 108.
+        for i in 0..9 {
+            r.append_header(format!("X-{i}"), v.as_str()).unwrap();
+        }
+        assert!(check(&r, &server).is_ok());
+        r.append_header("X-9", v.as_str()).unwrap();
+        assert_eq!(check(&r, &server).err(), Some(Refusal::HeadersTooLarge));
+    }
+
+    #[test]
+    fn underscore_headers_are_dropped() {
+        let mut r = req(
+            "GET",
+            b"/",
+            &[("Host", "x"), ("X_Forwarded_For", "1.2.3.4"), ("X-Ok", "1")],
+        );
+        assert_eq!(drop_underscore_headers(&mut r), 1);
+        assert!(r.headers.get("x_forwarded_for").is_none());
+        assert!(r.headers.get("x-ok").is_some());
     }
 }

@@ -1,13 +1,13 @@
 //! Routing: the first route whose `match` fits the request wins.
 //!
-//! Host patterns are lower-cased at load time; the request path compares bytes without
-//! allocating.
+//! Host patterns are lower-cased at load time. Paths are compared in their normalised form
+//! ([`NormalizedPath`], nginx's), never as sent: `/public/../private/x` is `/private/x`.
 
 use crate::metrics::RouteMetrics;
 use crate::upstream::Upstream;
 use std::sync::Arc;
 use weir_plugins::cache::CachePlugin;
-use weir_plugins::Plugin;
+use weir_plugins::{NormalizedPath, Plugin};
 
 /// A `match.host` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +96,7 @@ pub struct Route {
 }
 
 impl Route {
-    fn matches(&self, host: Option<&str>, path: &[u8]) -> bool {
+    fn matches(&self, host: Option<&str>, path: &NormalizedPath) -> bool {
         let host_ok =
             self.hosts.is_empty() || host.is_some_and(|h| self.hosts.iter().any(|p| p.matches(h)));
         host_ok
@@ -119,8 +119,8 @@ impl Router {
         Router { routes }
     }
 
-    /// The first route matching `host` (without port) and `path`.
-    pub fn find(&self, host: Option<&str>, path: &[u8]) -> Option<&Arc<Route>> {
+    /// The first route matching `host` (without port) and the normalised `path`.
+    pub fn find(&self, host: Option<&str>, path: &NormalizedPath) -> Option<&Arc<Route>> {
         self.routes.iter().find(|r| r.matches(host, path))
     }
 
@@ -133,7 +133,9 @@ impl Router {
 
 /// The host part of a `Host` header value, port and trailing dot removed (case kept; routes
 /// compare without case).
-/// `None` when the value is not a valid host (the caller answers 400).
+/// `None` when the value is not a valid host (the caller answers 400): a name of letters,
+/// digits, `-`, `_` and single dots, an IPv4 address, or a bracketed IPv6 address
+/// (`[../../etc]` is refused, as nginx refuses a `/` in a host).
 pub fn normalize_host(raw: &[u8]) -> Option<&str> {
     if raw.first() == Some(&b'[') {
         // [v6]:port
@@ -143,6 +145,7 @@ pub fn normalize_host(raw: &[u8]) -> Option<&str> {
         if !(after.is_empty() || after.strip_prefix(b":").is_some_and(valid_port)) {
             return None;
         }
+        s[1..end].parse::<std::net::Ipv6Addr>().ok()?;
         return Some(&s[..=end]);
     }
     // Runs per request: one pass over the bytes, no string searcher.
@@ -201,7 +204,18 @@ mod tests {
         assert_eq!(normalize_host(b"img.example.com."), Some("img.example.com"));
         assert_eq!(normalize_host(b"127.0.0.1"), Some("127.0.0.1"));
         assert_eq!(normalize_host(b"[::1]:80"), Some("[::1]"));
-        for bad in [&b""[..], b"a b", b"a:xx", b"a/b", b"[::1", b"a..b", b"\xff"] {
+        for bad in [
+            &b""[..],
+            b"a b",
+            b"a:xx",
+            b"a/b",
+            b"[::1",
+            b"a..b",
+            b"\xff",
+            b"[../../etc]",
+            b"[]",
+            b"[::1]x",
+        ] {
             assert_eq!(normalize_host(bad), None, "{bad:?}");
         }
     }

@@ -2,7 +2,8 @@
 //! `$request_uri`, `$uri`, `$args`, `$http_NAME` and `$cookie_NAME`, parsed once at load and
 //! rendered per request without parsing.
 
-use crate::key::cookie;
+use crate::key::{cookie, query};
+use crate::NormalizedPath;
 use pingora::http::RequestHeader;
 
 /// One piece of a key template.
@@ -74,8 +75,9 @@ impl KeyTemplate {
         Ok(KeyTemplate(pieces))
     }
 
-    /// The key of `req` (`tls`: the client connection's scheme), as bytes.
-    pub fn render(&self, req: &RequestHeader, tls: bool) -> Vec<u8> {
+    /// The key of `req` (`tls`: the client connection's scheme; `path`: its normalised path,
+    /// nginx's `$uri`), as bytes.
+    pub fn render(&self, req: &RequestHeader, tls: bool, path: &NormalizedPath) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
         for piece in &self.0 {
             match piece {
@@ -95,8 +97,8 @@ impl KeyTemplate {
                     out.extend(host.iter().map(u8::to_ascii_lowercase));
                 }
                 Piece::RequestUri => out.extend_from_slice(req.raw_path()),
-                Piece::Uri => out.extend_from_slice(req.uri.path().as_bytes()),
-                Piece::Args => out.extend_from_slice(req.uri.query().unwrap_or("").as_bytes()),
+                Piece::Uri => out.extend_from_slice(path.as_bytes()),
+                Piece::Args => out.extend_from_slice(query(req.raw_path()).unwrap_or_default()),
                 Piece::Header(name) => {
                     for (j, v) in req.headers.get_all(name).iter().enumerate() {
                         if j > 0 {
@@ -143,6 +145,17 @@ mod tests {
     }
 
     #[test]
+    fn uri_is_the_normalised_path_and_request_uri_is_raw() {
+        let t = KeyTemplate::parse("$uri|$request_uri|$args").unwrap();
+        let r = req("/a/../%62//c?x=%2e", &[("Host", "h")]);
+        let path = NormalizedPath::parse(r.raw_path()).unwrap();
+        assert_eq!(
+            String::from_utf8(t.render(&r, false, &path)).unwrap(),
+            "/b/c|/a/../%62//c?x=%2e|x=%2e"
+        );
+    }
+
+    #[test]
     fn renders_nginx_variables() {
         let t = KeyTemplate::parse(
             "$scheme://$host$request_uri|$uri|$args|$http_x_variant|$cookie_lang",
@@ -157,7 +170,8 @@ mod tests {
             ],
         );
         assert_eq!(
-            String::from_utf8(t.render(&r, true)).unwrap(),
+            String::from_utf8(t.render(&r, true, &NormalizedPath::parse(r.raw_path()).unwrap()))
+                .unwrap(),
             "https://img.example.com/img/a.jpg?w=1|/img/a.jpg|w=1|b|de"
         );
     }

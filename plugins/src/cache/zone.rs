@@ -241,7 +241,9 @@ impl CacheZone {
             .map_err(|e| e.to_string())?;
         req.insert_header(http::header::HOST, authority.as_str())
             .map_err(|e| e.to_string())?;
-        let key = self.key.render(&req, scheme == "https");
+        let normalized =
+            crate::NormalizedPath::parse(path.as_bytes()).map_err(|e| format!("`{url}`: {e}"))?;
+        let key = self.key.render(&req, scheme == "https", &normalized);
         Ok(self
             .storage
             .purge_key(&pingora::cache::CacheKey::new(key, ""))

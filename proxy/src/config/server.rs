@@ -28,6 +28,7 @@ struct ServerWire {
     client_body_timeout: Option<Checked<ConfigDuration>>,
     send_timeout: Option<Checked<ConfigDuration>>,
     temp_dir: Option<String>,
+    max_header_bytes: Option<Checked<ConfigSize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,6 +77,9 @@ pub struct ServerSettings {
     pub max_uri: usize,
     /// Most request headers (default 100).
     pub max_headers: usize,
+    /// Most bytes of all request header lines together (default 32 KiB, nginx's
+    /// `large_client_header_buffers 4 8k`).
+    pub max_header_bytes: usize,
     /// Where the traffic counters and registered servers are kept (default /var/lib/weir).
     pub state_dir: std::path::PathBuf,
     /// How long a whole request header may take from its first byte (nginx
@@ -147,6 +151,7 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_BODY: u64 = 1 << 20;
 const DEFAULT_MAX_LINE: u64 = 8 << 10;
 const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_MAX_HEADER_BYTES: u64 = 32 << 10;
 
 /// Builds `server:` found at `path`.
 pub fn build(value: &Value, path: &str) -> Result<ServerSettings, ConfigErrors> {
@@ -216,7 +221,11 @@ pub fn build(value: &Value, path: &str) -> Result<ServerSettings, ConfigErrors> 
         });
 
     let mut limit = |key: &str, v: Option<Checked<ConfigSize>>, min: u64, max: u64| -> usize {
-        let n = checked(v, &at(key), &mut errors).map_or(DEFAULT_MAX_LINE, |s| s.0);
+        let default = match key {
+            "max_header_bytes" => DEFAULT_MAX_HEADER_BYTES,
+            _ => DEFAULT_MAX_LINE,
+        };
+        let n = checked(v, &at(key), &mut errors).map_or(default, |s| s.0);
         if !(min..=max).contains(&n) {
             errors.push(at(key), format!("must be from {min} to {max} bytes"));
         }
@@ -224,6 +233,7 @@ pub fn build(value: &Value, path: &str) -> Result<ServerSettings, ConfigErrors> 
     };
     let max_header_line = limit("max_header_line", wire.max_header_line, 256, 1 << 20);
     let max_uri = limit("max_uri", wire.max_uri, 256, 1 << 20);
+    let max_header_bytes = limit("max_header_bytes", wire.max_header_bytes, 1 << 10, 1 << 20);
     let max_headers = checked(wire.max_headers, &at("max_headers"), &mut errors).unwrap_or(100);
     if !(1..=256).contains(&max_headers) {
         errors.push(at("max_headers"), "must be from 1 to 256");
@@ -267,6 +277,7 @@ pub fn build(value: &Value, path: &str) -> Result<ServerSettings, ConfigErrors> 
         max_header_line,
         max_uri,
         max_headers,
+        max_header_bytes,
         state_dir,
         client_header_timeout,
         client_body_timeout,

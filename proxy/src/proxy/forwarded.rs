@@ -1,11 +1,13 @@
 //! The headers weir adds to every upstream request (nginx `proxy_set_header` defaults):
-//! `X-Forwarded-For`, `X-Real-IP`, `X-Forwarded-Proto`; and the hop-by-hop headers it drops.
+//! `X-Forwarded-For`, `X-Real-IP`, `X-Forwarded-Proto`; the hop-by-hop headers it drops; and
+//! the request target, which goes upstream as the client sent it, in origin-form.
 //!
 //! This runs once per proxied request, so it formats the client address on the stack and
 //! looks headers up by pre-parsed names. The names it inserts stay `&'static str`: Pingora
 //! keeps the case it is given on the wire (`X-Forwarded-For`), where a `HeaderName` would go
 //! out lower-cased.
 
+use crate::request_target::{self, TargetForm};
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::ErrorType;
@@ -48,6 +50,37 @@ pub(super) fn add_forwarding_headers(
     }
     let proto = if tls { "https" } else { "http" };
     request.insert_header("X-Forwarded-Proto", http::HeaderValue::from_static(proto))
+}
+
+/// Turns an absolute-form target (`http://host/a?b`) into the origin-form nginx's
+/// `proxy_pass` sends (`/a?b`, path and query exactly as sent), with the target's host as
+/// `Host` when the client sent none (HTTP/1.0). Any other target is left as it is.
+pub(super) fn origin_form(request: &mut RequestHeader) -> Result<()> {
+    let Ok((
+        TargetForm::Absolute {
+            authority,
+            path_and_query,
+        },
+        _,
+    )) = request_target::parse(&request.method, request.raw_path())
+    else {
+        return Ok(());
+    };
+    let mut target = Vec::with_capacity(path_and_query.len() + 1);
+    if path_and_query.first() != Some(&b'/') {
+        target.push(b'/');
+    }
+    target.extend_from_slice(path_and_query);
+    let host = http::HeaderValue::from_bytes(authority);
+    let host = host.or_err(
+        ErrorType::InvalidHTTPHeader,
+        "absolute-form authority as Host",
+    )?;
+    request.set_raw_path(&target)?;
+    if request.headers.get(http::header::HOST).is_none() {
+        request.insert_header(http::header::HOST, host)?;
+    }
+    Ok(())
 }
 
 /// Drops `Connection`, `Keep-Alive` and `Proxy-Connection`: they are the client's business,
