@@ -92,3 +92,142 @@ fn http_1_0_without_host_is_accepted() {
     let resp = raw_request(port, b"GET /old HTTP/1.0\r\n\r\n");
     assert_eq!(status_of(&resp), 200, "{resp}");
 }
+
+/// The JSON body `/__echo` answered in a raw response.
+fn echo_of(resp: &str) -> serde_json::Value {
+    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {resp}"))
+}
+
+#[test]
+fn request_targets_methods_and_hosts_as_nginx() {
+    let origin = Origin::start("o");
+    let port = free_port();
+    let _weir = Weir::start(&simple_config(port, origin.addr(), "", "", ""), port);
+    let header = |n: usize| format!("X-Big-{n}: {}\r\n", "b".repeat(7 << 10));
+    let headers_28k: String = (0..4).map(header).collect();
+    let headers_35k: String = (0..5).map(header).collect();
+    let refused: Vec<(&str, String, u16)> = vec![
+        (
+            "relative",
+            "GET ../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n".into(),
+            400,
+        ),
+        (
+            "bare dots",
+            "GET .. HTTP/1.1\r\nHost: x\r\n\r\n".into(),
+            400,
+        ),
+        (
+            "encoded climb",
+            "GET /a/..%2f..%2f..%2fetc/passwd HTTP/1.1\r\nHost: x\r\n\r\n".into(),
+            400,
+        ),
+        (
+            "user info",
+            "GET @evil.test/x HTTP/1.1\r\nHost: x\r\n\r\n".into(),
+            400,
+        ),
+        (
+            "relative name",
+            "GET h/rel HTTP/1.1\r\nHost: x\r\n\r\n".into(),
+            400,
+        ),
+        (
+            "query only",
+            "GET ?q=1 HTTP/1.1\r\nHost: x\r\n\r\n".into(),
+            400,
+        ),
+        (
+            "asterisk not OPTIONS",
+            "GET * HTTP/1.1\r\nHost: x\r\n\r\n".into(),
+            400,
+        ),
+        (
+            "absolute climb",
+            "GET http://x/../a HTTP/1.1\r\nHost: x\r\n\r\n".into(),
+            400,
+        ),
+        (
+            "bad escape",
+            "GET /a%zz HTTP/1.1\r\nHost: x\r\n\r\n".into(),
+            400,
+        ),
+        (
+            "NUL escaped",
+            "GET /a%00 HTTP/1.1\r\nHost: x\r\n\r\n".into(),
+            400,
+        ),
+        ("NUL", "GET /a\0b HTTP/1.1\r\nHost: x\r\n\r\n".into(), 400),
+        ("TRACE", "TRACE / HTTP/1.1\r\nHost: x\r\n\r\n".into(), 405),
+        (
+            "lowercase method",
+            "get / HTTP/1.1\r\nHost: x\r\n\r\n".into(),
+            400,
+        ),
+        (
+            "Host with a path",
+            "GET / HTTP/1.1\r\nHost: [../../etc]\r\n\r\n".into(),
+            400,
+        ),
+        (
+            "Host twice",
+            "GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n".into(),
+            400,
+        ),
+        (
+            "headers over 32 KiB",
+            format!("GET / HTTP/1.1\r\nHost: x\r\n{headers_35k}\r\n"),
+            400,
+        ),
+    ];
+    for (what, raw, want) in &refused {
+        let resp = raw_request(port, raw.as_bytes());
+        assert_eq!(status_of(&resp), *want, "{what}: {resp}");
+    }
+    assert_eq!(origin.total_hits(), 0, "nothing refused reached the origin");
+
+    // OPTIONS * is answered by weir itself.
+    let resp = raw_request(
+        port,
+        b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert!(
+        resp.to_ascii_lowercase().contains("\r\nallow: get,"),
+        "{resp}"
+    );
+    assert_eq!(origin.total_hits(), 0);
+
+    // 28 KiB of headers, an unknown uppercase method, and absolute-form (sent upstream in
+    // origin-form, as nginx's proxy_pass does) pass.
+    let ok = format!("GET /big HTTP/1.1\r\nHost: x\r\n{headers_28k}Connection: close\r\n\r\n");
+    assert_eq!(status_of(&raw_request(port, ok.as_bytes())), 200);
+    let resp = raw_request(
+        port,
+        b"PURGE_IT /m HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert_eq!(origin.hits("/m"), 1);
+    let resp = raw_request(
+        port,
+        b"GET http://x/__echo?a=%2e HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert_eq!(echo_of(&resp)["uri"], "/__echo?a=%2e");
+}
+
+#[test]
+fn header_names_with_underscores_are_not_forwarded() {
+    let origin = Origin::start("o");
+    let port = free_port();
+    let _weir = Weir::start(&simple_config(port, origin.addr(), "", "", ""), port);
+    let resp = raw_request(
+        port,
+        b"GET /__echo HTTP/1.1\r\nHost: x\r\nX_Secret: 1\r\nX-Ok: 2\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    let headers = &echo_of(&resp)["headers"];
+    assert!(headers.get("x_secret").is_none(), "{headers}");
+    assert_eq!(headers["x-ok"][0], "2");
+}
