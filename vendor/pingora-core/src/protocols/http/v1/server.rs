@@ -474,7 +474,9 @@ impl HttpSession {
                                 }
                             }
                             // try to escape URI
-                            if let Some(new_buf) = escape_illegal_request_line(&buf) {
+                            if let Some(new_buf) = escape_illegal_request_line(&buf)
+                                .filter(|_| ESCAPE_ILLEGAL_REQUEST_TARGET)
+                            {
                                 buf = new_buf;
                                 already_read = buf.len();
                             } else {
@@ -1829,6 +1831,10 @@ impl HttpSession {
     }
 }
 
+// weir: a request target with a control byte, a space or DEL is refused with 400 (nginx,
+// RFC 9112 §3.2) instead of being percent-encoded and forwarded (vendor/PATCHES.md).
+const ESCAPE_ILLEGAL_REQUEST_TARGET: bool = false;
+
 // Regex to parse request line that has illegal chars in it
 static REQUEST_LINE_REGEX: Lazy<Regex> =
     Lazy::new(|| Regex::new(r"^\w+ (?P<uri>.+) HTTP/\d(?:\.\d)?").unwrap());
@@ -2965,6 +2971,7 @@ mod tests_stream {
         assert_eq!(b"a".len(), n);
     }
 
+    #[ignore = "weir: illegal request-target bytes are refused, not escaped"]
     #[tokio::test]
     async fn read_with_illegal() {
         init_log();
@@ -4534,6 +4541,7 @@ mod test_pipelining {
         assert_eq!(prefix.as_ref(), req2);
     }
 
+    #[ignore = "weir: illegal request-target bytes are refused, not escaped"]
     #[tokio::test]
     async fn escaped_uri_pipeline_does_not_copy_following_requests() {
         init_log();
@@ -4610,6 +4618,7 @@ mod test_pipelining {
     /// accepts bare LF line endings, so the real header can end earlier than that. The detached
     /// suffix must be stitched back behind the leftover bytes, otherwise the queued request is
     /// silently dropped (or, worse, mis-attributed) instead of being served.
+    #[ignore = "weir: illegal request-target bytes are refused, not escaped"]
     #[tokio::test]
     async fn escaped_uri_with_bare_lf_keeps_all_pipelined_bytes() {
         init_log();
