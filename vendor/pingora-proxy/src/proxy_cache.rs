@@ -1159,6 +1159,11 @@ pub mod range_filter {
                 // start is empty, this changes the meaning of the value of `end`
                 // Now it means to read the last `end` bytes
                 if let Some(end) = end {
+                    // weir: a zero-length suffix (`bytes=-0`) selects nothing, as in nginx:
+                    // skipped, so a set of nothing else is 416 (vendor/PATCHES.md).
+                    if end == 0 {
+                        continue;
+                    }
                     if content_length >= end {
                         (content_length - end)..content_length
                     } else {
