@@ -159,6 +159,9 @@ fn request_targets_methods_and_hosts_as_nginx() {
             400,
         ),
         ("NUL", "GET /a\0b HTTP/1.1\r\nHost: x\r\n\r\n".into(), 400),
+        ("space", "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n".into(), 400),
+        ("tab", "GET /a\tb HTTP/1.1\r\nHost: x\r\n\r\n".into(), 400),
+        ("DEL", "GET /a\x7f HTTP/1.1\r\nHost: x\r\n\r\n".into(), 400),
         ("TRACE", "TRACE / HTTP/1.1\r\nHost: x\r\n\r\n".into(), 405),
         (
             "lowercase method",

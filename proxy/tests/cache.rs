@@ -290,6 +290,25 @@ async fn range_is_served_206_from_the_cache() {
 }
 
 #[tokio::test]
+async fn zero_length_suffix_range_is_416() {
+    let c = start("");
+    assert_eq!(c.get("/z?size=10000").await.cache, "MISS");
+    // nginx: a suffix of nothing selects nothing, 416; so does a set of only that.
+    for range in ["bytes=-0", "bytes=-0,-0"] {
+        let got = c.req("GET", "/z?size=10000", &[("Range", range)]).await;
+        assert_eq!((got.status, got.cache.as_str()), (416, "HIT"), "{range}");
+        assert_eq!(got.headers["content-range"], "bytes */10000", "{range}");
+        assert!(got.body.is_empty());
+    }
+    // A zero-length suffix next to a real range is skipped, as nginx skips it.
+    let got = c
+        .req("GET", "/z?size=10000", &[("Range", "bytes=-0,0-9")])
+        .await;
+    assert_eq!(got.status, 206);
+    assert_eq!(got.headers["content-range"], "bytes 0-9/10000");
+}
+
+#[tokio::test]
 async fn bypass_fetches_and_stores() {
     let c = start_with(
         "",
