@@ -6,7 +6,8 @@
 //! `/%70rivate` or `/private%2fsecret` walk past a rule written for `/private/`. This module
 //! follows nginx's rules byte for byte:
 //!
-//! - `%XX` is decoded; a `%` not followed by two hex digits is refused, and so is `%00`.
+//! - `%XX` is decoded; a `%` not followed by two hex digits is refused, and so is a NUL
+//!   (`%00`, or sent as is: the request line parser refuses that before it gets here).
 //! - A decoded `/` or `.` counts as a real one (`..%2f` climbs, `%2e%2e` is `..`), except that
 //!   a decoded `%`, `?` or `#` is plain text: `%3F` never starts a query.
 //! - `//` is merged into `/`; `.` segments are dropped; `..` removes the segment before it,
@@ -25,7 +26,7 @@ pub enum PathError {
     AboveRoot,
     /// A `%` is not followed by two hex digits.
     BadEscape,
-    /// `%00`: a NUL byte.
+    /// A NUL byte, sent as is or as `%00`.
     Nul,
 }
 
@@ -103,6 +104,8 @@ impl NormalizedPath {
                 literal = matches!(ch, b'%' | b'?' | b'#');
             } else if ch == b'?' || ch == b'#' {
                 break;
+            } else if ch == 0 {
+                return Err(PathError::Nul);
             }
             if literal {
                 out.push(ch);
@@ -290,6 +293,7 @@ mod tests {
             assert_eq!(norm(bad), Err(PathError::BadEscape), "{bad}");
         }
         assert_eq!(norm("/a%00b"), Err(PathError::Nul));
+        assert_eq!(norm("/a\0b"), Err(PathError::Nul));
         // The query is never decoded or judged.
         assert_eq!(norm("/a?%zz/../..").as_deref(), Ok("/a"));
     }
