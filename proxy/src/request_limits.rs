@@ -245,4 +245,80 @@ mod tests {
         assert!(r.headers.get("x_forwarded_for").is_none());
         assert!(r.headers.get("x-ok").is_some());
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Targets of every form and none: pieces of paths, schemes, hosts and bad bytes.
+        fn target() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                4 => prop::sample::select(vec![
+                    "/", "/", ".", "..", "a", "%2e", "%2f", "%", "%00", "?", "#", "*", "@",
+                    "http://", "h", ":80", "[::1]", " ", "\t", "\x7f", "\u{e9}",
+                ])
+                .prop_map(|s| s.as_bytes().to_vec()),
+                1 => any::<u8>().prop_map(|b| vec![b]),
+            ];
+            prop::collection::vec(piece, 0..24).prop_map(|p| p.concat())
+        }
+
+        fn method() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(vec!["GET", "OPTIONS", "TRACE", "CONNECT", "get", "PURGE_X"])
+                    .prop_map(String::from),
+                "[A-Za-z_.-]{1,8}",
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn fuzz_request_checks_never_panic_and_admit_only_sane_requests(
+                method in method(),
+                target in target(),
+                host in "[a-z.\\[\\]:/0-9]{0,12}",
+                extra in prop::collection::vec(("[A-Za-z_-]{1,6}", "[ -~]{0,40}"), 0..8),
+            ) {
+                let Ok(mut r) = RequestHeader::build(method.as_str(), &target, None) else {
+                    return Ok(());
+                };
+                if !host.is_empty() {
+                    r.append_header("Host", host.as_str()).unwrap();
+                }
+                for (k, v) in &extra {
+                    r.append_header(k.clone(), v.as_str()).unwrap();
+                }
+                let server = settings();
+                let Ok(ok) = check(&r, &server) else { return Ok(()) };
+                let raw = r.raw_path();
+                prop_assert!(ok.path.as_bytes().starts_with(b"/"));
+                prop_assert!(!raw.iter().any(|&b| b <= b' ' || b == 0x7f));
+                prop_assert!(r.method != http::Method::TRACE && r.method != http::Method::CONNECT);
+                prop_assert!(r.method.as_str().bytes().all(|b| b.is_ascii_uppercase() || b == b'_' || b == b'-'));
+                match ok.form {
+                    TargetForm::Origin => {
+                        prop_assert_eq!(Ok(ok.path), NormalizedPath::parse(raw));
+                    }
+                    TargetForm::Asterisk => prop_assert_eq!(raw, b"*"),
+                    TargetForm::Absolute { .. } => prop_assert!(ok.host.is_some()),
+                }
+                if let Some(h) = ok.host {
+                    prop_assert!(normalize_host(h.as_bytes()).is_some());
+                }
+                let total: usize = r.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+                prop_assert!(total <= server.max_header_bytes);
+            }
+
+            #[test]
+            fn fuzz_absolute_form_routes_like_origin_form(path in "(/[a-z.%2ef]{0,6}){1,6}") {
+                let origin = req("GET", path.as_bytes(), &[("Host", "h")]);
+                let absolute = format!("http://h{path}");
+                let absolute = req("GET", absolute.as_bytes(), &[("Host", "h")]);
+                let server = settings();
+                let (a, b) = (check(&origin, &server), check(&absolute, &server));
+                prop_assert_eq!(a.as_ref().map(|a| &a.path), b.as_ref().map(|b| &b.path));
+                prop_assert_eq!(a.map(|a| a.host), b.map(|b| b.host));
+            }
+        }
+    }
 }
