@@ -2,6 +2,7 @@
 //! stable Rust. The number of cases per property follows `PROPTEST_CASES` (default 256, a
 //! second or two in all); a long run is `PROPTEST_CASES=1000000 cargo test -p weir-plugins
 //! --test fuzz_path --release`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 use proptest::prelude::*;
 use weir_plugins::path::PathError;
