@@ -18,7 +18,7 @@ use weir_plugins::cache::policy::{self, Verdict};
 use weir_plugins::cache::zone::CacheStatus;
 use weir_plugins::cache::{CachePlugin, CacheZone};
 use weir_plugins::respond::{path_for_log, suppressed_note};
-use weir_plugins::NormalizedPath;
+use weir_plugins::RequestCtx;
 
 /// A request's cache state.
 #[derive(Debug, Default)]
@@ -48,15 +48,15 @@ pub fn enable(session: &mut Session, cache: Option<&CachePlugin>, state: &mut Ca
     state.zone = Some(zone.clone());
 }
 
-/// `cache_key_callback`: the zone's key template for this request (`path`: its normalised
-/// path, `$uri`).
+/// `cache_key_callback`: the zone's key template for this request (`plugins`: its plugin
+/// context, which holds the normalised path, `$uri`).
 pub fn key(
     session: &Session,
     state: &CacheState,
     tls: bool,
-    path: Option<&NormalizedPath>,
+    plugins: Option<&RequestCtx>,
 ) -> Result<CacheKey> {
-    let (Some(zone), Some(path)) = (&state.zone, path) else {
+    let (Some(zone), Some(path)) = (&state.zone, plugins.map(|p| &p.path)) else {
         return Error::e_explain(ErrorType::InternalError, "cache key without a cache zone");
     };
     Ok(CacheKey::new(

@@ -15,7 +15,7 @@ use crate::config::{Config, ServerSettings};
 use crate::framing;
 use crate::metrics::{metrics, NO_ROUTE};
 use crate::request_limits;
-use crate::request_target::TargetForm;
+use crate::request_target::{self, TargetForm};
 use crate::router::{Route, Target};
 use crate::state::{InflightGuard, Shared};
 use async_trait::async_trait;
@@ -36,9 +36,6 @@ use weir_plugins::{Flow, RequestCtx};
 
 /// nginx's `keepalive_timeout` default: idle client connections close after 75 s.
 pub(crate) const CLIENT_KEEPALIVE_SECS: u64 = 75;
-
-/// The methods named in the answer to `OPTIONS *`.
-const ALLOW: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH";
 
 /// The proxy application Pingora runs.
 pub struct Weir {
@@ -183,23 +180,17 @@ impl ProxyHttp for Weir {
         if let Err(refusal) = framing::check(session.req_header()) {
             return Err(refuse(session, refusal.status(), refusal.reason()));
         }
-        // Routes and plugins see the normalised path, built once here; the target itself
-        // goes upstream as sent.
-        let (route, path, asterisk) =
-            match request_limits::check(session.req_header(), &ctx.config.server) {
-                Ok(ok) => (
-                    ctx.config.router.find(ok.host, &ok.path).cloned(),
-                    ok.path,
-                    ok.form == TargetForm::Asterisk,
-                ),
-                Err(refusal) => return Err(refuse(session, refusal.status(), refusal.reason())),
-            };
+        // Routes and plugins see the normalised path; the target goes upstream as sent.
+        let (route, path) = match request_limits::check(session.req_header(), &ctx.config.server) {
+            Ok(ok) if ok.form == TargetForm::Asterisk => {
+                return request_target::answer_asterisk(session)
+                    .await
+                    .map(|()| true);
+            }
+            Ok(ok) => (ctx.config.router.find(ok.host, &ok.path).cloned(), ok.path),
+            Err(refusal) => return Err(refuse(session, refusal.status(), refusal.reason())),
+        };
         request_limits::drop_underscore_headers(session.req_header_mut());
-        if asterisk {
-            // `OPTIONS *` asks about the server itself, not a resource: weir answers it.
-            respond_text(session, 200, "", &[("Allow", ALLOW.into())]).await?;
-            return Ok(true);
-        }
         let Some(route) = route else {
             respond_text(session, 404, "404 no route for this host and path\n", &[]).await?;
             return Ok(true);
@@ -404,8 +395,7 @@ impl ProxyHttp for Weir {
     }
 
     fn cache_key_callback(&self, session: &Session, ctx: &mut RequestState) -> Result<CacheKey> {
-        let path = ctx.plugins.as_ref().map(|p| &p.path);
-        cache::key(session, &ctx.cache, is_tls(session), path)
+        cache::key(session, &ctx.cache, is_tls(session), ctx.plugins.as_ref())
     }
 
     fn response_cache_filter(

@@ -6,8 +6,13 @@
 //!
 //! The path is normalised here, once per request ([`NormalizedPath`]).
 
+use pingora::proxy::Session;
 use weir_plugins::path::PathError;
+use weir_plugins::respond::respond_text;
 use weir_plugins::NormalizedPath;
+
+/// The methods named in the answer to `OPTIONS *`.
+const ALLOW: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH";
 
 /// The form of an accepted request target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +80,12 @@ pub fn parse<'a>(
         }
         _ => Err(TargetError::Form),
     }
+}
+
+/// Answers `OPTIONS *`: it asks about the server itself, not a resource, so weir answers it
+/// (`200` with `Allow`) rather than an upstream.
+pub async fn answer_asterisk(session: &mut Session) -> pingora::Result<()> {
+    respond_text(session, 200, "", &[("Allow", ALLOW.into())]).await
 }
 
 /// Splits an absolute-form target into its authority and the rest, as nginx's
