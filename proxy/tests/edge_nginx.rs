@@ -8,6 +8,7 @@
 //! | nginx | weir |
 //! | --- | --- |
 //! | `location /private/ { deny all; … }` | route `private`: `path_prefix: /private/`, `access: {deny: ["0.0.0.0/0", "::/0"]}` |
+//! | `limit_req_zone $binary_remote_addr zone=l rate=1r/m;` `location /limited/ { limit_req zone=l; … }` | `limits.l: {key: client_ip, rate: 1r/m}`, route `limited`: `path_prefix: /limited/`, `limit_req: {zone: l}` |
 //! | `location /cache/ { proxy_cache c; proxy_cache_valid 200 10m; … }` | route `cache`: `path_prefix: /cache/`, `cache: {zone: c}` |
 //! | `location / { … }` | route `main`: `path_prefix: /` |
 //! | `proxy_pass http://ORIGIN;` (no URI: the target goes up as received) | `upstream: o` |
@@ -92,7 +93,8 @@ const NGINX_SAYS: &[(&str, &str)] = &[
 
 /// The cache zone, the twin of weir's `caches.c`.
 const NGINX_HTTP: &str =
-    "proxy_cache_path {dir}/cache levels=1:2 keys_zone=c:1m inactive=10m use_temp_path=off;";
+    "proxy_cache_path {dir}/cache levels=1:2 keys_zone=c:1m inactive=10m use_temp_path=off;\n\
+     limit_req_zone $binary_remote_addr zone=l:1m rate=1r/m;";
 
 /// nginx's three locations, the twins of weir's routes.
 fn nginx_server(origin: &RecordingOrigin) -> String {
@@ -109,6 +111,7 @@ fn nginx_server(origin: &RecordingOrigin) -> String {
     format!(
         "location / {{\n{common}\n}}\n\
          location /private/ {{\ndeny all;\n{common}\n}}\n\
+         location /limited/ {{\nlimit_req zone=l;\n{common}\n}}\n\
          location /cache/ {{\n{common}\n\
            proxy_cache c;\n\
            proxy_cache_key $scheme$host$request_uri;\n\
@@ -123,10 +126,13 @@ fn start_weir(origin: &RecordingOrigin, cache_dir: &std::path::Path) -> Weir {
     let yaml = format!(
         "server:\n  listen: [\"127.0.0.1:{port}\"]\n  threads: 2\n  grace_period: 1s\n\
          caches:\n  c:\n    path: {}\n    valid: {{ \"200\": 10m }}\n\
+         limits:\n  l: {{ key: client_ip, rate: 1r/m }}\n\
          upstreams:\n  o: {{ tiers: [{{ name: a, servers: [\"{}\"] }}] }}\n\
          routes:\n\
          \x20 - name: private\n    match: {{ path_prefix: /private/ }}\n    upstream: o\n    \
          plugins: [{{ access: {{ deny: [\"0.0.0.0/0\", \"::/0\"] }} }}]\n\
+         \x20 - name: limited\n    match: {{ path_prefix: /limited/ }}\n    upstream: o\n    \
+         plugins: [{{ limit_req: {{ zone: l }} }}]\n\
          \x20 - name: cache\n    match: {{ path_prefix: /cache/ }}\n    upstream: o\n    \
          plugins: [{{ cache: {{ zone: c }} }}]\n\
          \x20 - name: main\n    match: {{ path_prefix: / }}\n    upstream: o\n",

@@ -86,6 +86,18 @@ pub fn paths() -> Vec<Case> {
     .iter()
     .map(|t| get(t))
     .collect();
+    // The limited route (1 request a minute): the first passes, every other spelling of
+    // the same route must count against the same zone.
+    for target in [
+        "/limited/a",
+        "/limited/../limited/b",
+        "/%6cimited/c",
+        "//limited/d",
+        "/x/../limited/e",
+        "/limited/./f",
+    ] {
+        cases.push(Case::get(format!("GET {target} (limited)"), target));
+    }
     // The cache route: a HIT must need the same object; a dodge reaches the cache route
     // under another key (the raw `$request_uri`).
     for target in [
