@@ -113,7 +113,7 @@ pub struct Outcome {
 }
 
 /// How long a connection must stay idle after complete responses to count as kept open.
-const IDLE: Duration = Duration::from_millis(400);
+const IDLE: Duration = Duration::from_millis(800);
 /// How long to wait for a response at all.
 const PATIENCE: Duration = Duration::from_secs(5);
 
