@@ -273,8 +273,9 @@ const NGINX_HTTP: &str =
     "proxy_cache_path {dir}/cache levels=1:2 keys_zone=c:1m inactive=10m use_temp_path=off;\n\
      limit_req_zone $binary_remote_addr zone=l:1m rate=1r/m;";
 
-/// nginx's three locations, the twins of weir's routes.
-fn nginx_server(origin: &RecordingOrigin) -> String {
+/// nginx's locations, the twins of weir's routes: (the prefix locations of the server
+/// block, the body of `location /`).
+fn nginx_server(origin: &RecordingOrigin) -> (String, String) {
     let common = format!(
         "proxy_pass http://{};\n\
          proxy_http_version 1.1;\n\
@@ -285,19 +286,19 @@ fn nginx_server(origin: &RecordingOrigin) -> String {
          proxy_set_header X-Forwarded-Proto $scheme;",
         origin.addr()
     );
-    format!(
-        "location / {{\n{common}\n}}\n\
-         location /private/ {{\ndeny all;\n{common}\n}}\n\
+    let locations = format!(
+        "location /private/ {{\ndeny all;\n{common}\n}}\n\
          location /limited/ {{\nlimit_req zone=l;\n{common}\n}}\n\
          location /cache/ {{\n{common}\n\
            proxy_cache c;\n\
            proxy_cache_key $scheme$host$request_uri;\n\
            proxy_cache_valid 200 10m;\n\
            add_header X-Cache-Status $upstream_cache_status always;\n}}"
-    )
+    );
+    (locations, common)
 }
 
-/// weir with routes `private`, `cache` and `main`.
+/// weir with routes `private`, `limited`, `cache` and `main`.
 fn start_weir(origin: &RecordingOrigin, cache_dir: &std::path::Path) -> Weir {
     let port = free_port();
     let yaml = format!(
@@ -338,7 +339,8 @@ fn differential(group: &str, cases: Vec<Case>) {
         let cases = cases.clone();
         std::thread::spawn(move || {
             let origin = RecordingOrigin::start();
-            let nginx = Nginx::start_server(NGINX_HTTP, &nginx_server(&origin));
+            let (locations, main) = nginx_server(&origin);
+            let nginx = Nginx::start_with(NGINX_HTTP, &locations, &main);
             let out: Vec<Outcome> = cases
                 .iter()
                 .map(|c| client::run(c, nginx.port, &origin))
