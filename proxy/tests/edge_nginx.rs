@@ -179,6 +179,13 @@ const DELIBERATE: &[(&str, &str, &str, &str)] = &[
         "200 closed origin×1",
         "400 closed origin×0",
     ),
+    (
+        "Content-Length with Transfer-Encoding gzip, chunked",
+        "both framing headers: refused like any Content-Length with Transfer-Encoding; \
+         nginx answers 501 for the unknown coding first",
+        "501 closed origin×0",
+        "400 closed origin×0",
+    ),
     // Ranges.
     (
         "Range bytes=abc",

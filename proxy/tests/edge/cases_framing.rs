@@ -100,6 +100,11 @@ pub fn framing() -> Vec<Case> {
             b"5\r\nhello\r\n0\r\n\r\n",
         ),
         post(
+            "Content-Length with Transfer-Encoding gzip, chunked",
+            &["Content-Length: 5", "Transfer-Encoding: gzip, chunked"],
+            b"5\r\nhello\r\n0\r\n\r\n",
+        ),
+        post(
             "Transfer-Encoding identity",
             &["Transfer-Encoding: identity", "Content-Length: 5"],
             b"hello",
