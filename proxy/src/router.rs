@@ -82,6 +82,8 @@ pub struct Route {
     pub hosts: Vec<HostPattern>,
     /// Path prefix; `None` matches any path.
     pub path_prefix: Option<String>,
+    /// Exact path (`match.path`); `None` matches any path.
+    pub path: Option<String>,
     /// Where requests go.
     pub target: Target,
     /// The plugin chain, in YAML order.
@@ -104,6 +106,7 @@ impl Route {
                 .path_prefix
                 .as_ref()
                 .is_none_or(|p| path.starts_with(p.as_bytes()))
+            && self.path.as_ref().is_none_or(|p| path == p.as_bytes())
     }
 }
 

@@ -1,4 +1,4 @@
-//! Routing through the real binary: exact and wildcard hosts, path prefixes, first match
+//! Routing through the real binary: exact and wildcard hosts, path prefixes, exact paths, first match
 //! wins, and 404 when nothing matches.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
@@ -82,6 +82,42 @@ async fn host_wildcard_prefix_and_no_match() {
     assert_eq!(b.hits("/x"), 2);
     assert_eq!(c.hits("/v1/users"), 1);
     assert_eq!(d.hits("/v1/users"), 1);
+}
+
+#[tokio::test]
+async fn exact_path_matches_only_that_path() {
+    let (a, b) = (Origin::start("exact"), Origin::start("rest"));
+    let port = free_port();
+    let up = |o: &Origin| format!("{{tiers: [{{name: t, servers: ['{}']}}]}}", o.addr());
+    let yaml = format!(
+        "server: {{listen: ['127.0.0.1:{port}'], threads: 2}}\n\
+         upstreams: {{a: {}, b: {}}}\n\
+         routes:\n\
+         - {{name: health, match: {{path: /healthz}}, upstream: a}}\n\
+         - {{name: rest, upstream: b}}\n",
+        up(&a),
+        up(&b)
+    );
+    let weir = Weir::start(&yaml, port);
+    assert_eq!(
+        origin_name(&weir, "x.example.com", "/healthz").await,
+        (200, "exact".into())
+    );
+    // The query string is not part of the path.
+    assert_eq!(
+        origin_name(&weir, "x.example.com", "/healthz?full=1").await,
+        (200, "exact".into())
+    );
+    for longer in ["/healthz/", "/healthzz", "/healthz/x"] {
+        assert_eq!(
+            origin_name(&weir, "x.example.com", longer).await,
+            (200, "rest".into()),
+            "{longer}"
+        );
+    }
+    // `/healthz` and `/healthz?full=1`.
+    assert_eq!(a.hits("/healthz"), 2);
+    assert_eq!(b.hits("/healthz/x"), 1);
 }
 
 #[tokio::test]

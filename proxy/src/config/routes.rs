@@ -29,6 +29,7 @@ struct RouteWire {
 struct MatchWire {
     host: Option<OneOrMany>,
     path_prefix: Option<String>,
+    path: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,8 +56,8 @@ pub fn build(i: usize, value: &Value, path: &str, refs: &RouteRefs) -> Result<Ro
     let mut errors = ConfigErrors::default();
     let name = wire.name.unwrap_or_else(|| format!("route{i}"));
 
-    let (hosts, path_prefix) = match wire.matcher {
-        None => (Vec::new(), None),
+    let (hosts, path_prefix, exact_path) = match wire.matcher {
+        None => (Vec::new(), None, None),
         Some(m) => {
             let match_path = join(path, "match");
             let host_list = match m.host {
@@ -77,7 +78,17 @@ pub fn build(i: usize, value: &Value, path: &str, refs: &RouteRefs) -> Result<Ro
                     errors.push(join(&match_path, "path_prefix"), "must start with /");
                 }
             }
-            (hosts, m.path_prefix)
+            if let Some(p) = &m.path {
+                if !p.starts_with('/') {
+                    errors.push(join(&match_path, "path"), "must start with /");
+                } else if m.path_prefix.is_some() {
+                    errors.push(
+                        &match_path,
+                        "use either `path` (exact) or `path_prefix`, not both",
+                    );
+                }
+            }
+            (hosts, m.path_prefix, m.path)
         }
     };
 
@@ -147,6 +158,7 @@ pub fn build(i: usize, value: &Value, path: &str, refs: &RouteRefs) -> Result<Ro
             name: Arc::from(name),
             hosts,
             path_prefix,
+            path: exact_path,
             target,
             plugins,
             request_buffering: wire.request_buffering.unwrap_or(true),

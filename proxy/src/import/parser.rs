@@ -72,7 +72,14 @@ fn quote_arg(a: &str) -> String {
     if plain {
         a.to_string()
     } else {
-        let escaped = a.replace('\\', "\\\\").replace('"', "\\\"");
+        // nginx reads `\n`, `\r` and `\t` in quotes as those characters: written back
+        // escaped, so a report line stays one line.
+        let escaped = a
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+            .replace('\r', "\\r")
+            .replace('\t', "\\t");
         format!("\"{escaped}\"")
     }
 }

@@ -327,7 +327,7 @@ fn what_does_not_translate_is_listed_with_file_and_line() {
     let r = report(&yaml);
     for want in [
         "nginx.conf:3 gzip on;",
-        "nginx.conf:6 location = /health {",
+        "nginx.conf:6 return 200 ok;",
         "nginx.conf:7 rewrite ^/old/(.*)$ /new/$1 break;",
         "nginx.conf:8 proxy_set_header X-Id $request_id;",
         "nginx.conf:9 location /files/ {",
@@ -377,4 +377,19 @@ fn servers_sharing_names_across_listeners() {
         "{r}"
     );
     assert_eq!(i.left, 2, "{r}");
+}
+
+#[test]
+fn exact_locations_become_exact_path_routes_first() {
+    let (yaml, v, i) = import_http(
+        "server {\n listen 127.0.0.1:8080;\n\
+           location / { proxy_pass http://127.0.0.1:9001; }\n\
+           location /healthz/ { proxy_pass http://127.0.0.1:9002; }\n\
+           location = /healthz { proxy_pass http://127.0.0.1:9003; }\n}",
+    );
+    assert_eq!(i.left, 0, "{yaml}");
+    assert_eq!(v["routes"][0]["match"]["path"], "/healthz", "{yaml}");
+    assert_eq!(v["routes"][0]["upstream"], "127.0.0.1:9003");
+    assert_eq!(v["routes"][1]["match"]["path_prefix"], "/healthz/");
+    assert!(v["routes"][2]["match"].is_null(), "{yaml}");
 }

@@ -279,14 +279,7 @@ fn locations<'a>(
     tx.take(l);
     let exact = match modifier {
         "" | "^~" => false,
-        "=" => {
-            tx.take_all(l);
-            tx.report.left(
-                l,
-                "exact location: weir matches path prefixes, so `= PATH` would also take longer paths",
-            );
-            return Ok(());
-        }
+        "=" => true,
         "~" | "~*" => {
             tx.take_all(l);
             tx.report.left(
