@@ -106,7 +106,10 @@ impl Route {
                 .path_prefix
                 .as_ref()
                 .is_none_or(|p| path.starts_with(p.as_bytes()))
-            && self.path.as_ref().is_none_or(|p| path == p.as_bytes())
+            && self
+                .path
+                .as_ref()
+                .is_none_or(|p| path.as_bytes() == p.as_bytes())
     }
 }
 

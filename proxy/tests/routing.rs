@@ -108,6 +108,14 @@ async fn exact_path_matches_only_that_path() {
         origin_name(&weir, "x.example.com", "/healthz?full=1").await,
         (200, "exact".into())
     );
+    // The normalised path is compared.
+    for same in ["/%68ealthz", "//healthz"] {
+        assert_eq!(
+            origin_name(&weir, "x.example.com", same).await,
+            (200, "exact".into()),
+            "{same}"
+        );
+    }
     for longer in ["/healthz/", "/healthzz", "/healthz/x"] {
         assert_eq!(
             origin_name(&weir, "x.example.com", longer).await,
