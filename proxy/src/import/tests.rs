@@ -299,6 +299,7 @@ fn server_settings_listeners_and_logs() {
     assert_eq!(s["max_request_body"], "10MiB");
     assert_eq!(s["max_header_line"], "16KiB");
     assert_eq!(s["max_uri"], "16KiB");
+    assert_eq!(s["max_header_bytes"], "64KiB");
     assert_eq!(s["access_log"]["format"], "combined");
     assert_eq!(s["listen"][0], "127.0.0.1:8080");
     assert_eq!(s["listen"][1]["addr"], "127.0.0.1:8443");

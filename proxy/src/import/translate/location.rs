@@ -175,12 +175,21 @@ fn server_wide(tx: &mut Tx, scope: &Scope) -> Result<(), SyntaxError> {
         tx.global("max_request_body", Node::str(size(bytes)), d);
     }
     if let Some(d) = scope.one("large_client_header_buffers") {
-        Tx::arg(d, 0)?;
+        let n = Tx::arg(d, 0)?;
+        let count: u64 = n
+            .parse()
+            .ok()
+            .filter(|c| *c > 0)
+            .ok_or_else(|| Tx::invalid(d, format!("invalid value \"{n}\"")))?;
         let a = Tx::arg(d, 1)?;
         let bytes =
             size_bytes(a).ok_or_else(|| Tx::invalid(d, format!("invalid value \"{a}\"")))?;
         tx.global("max_header_line", Node::str(size(bytes)), d);
         tx.global("max_uri", Node::str(size(bytes)), d);
+        // nginx holds a request's header lines in at most `count` buffers of `bytes`; weir
+        // bounds them all together (its range ends at 1 MiB).
+        let total = count.saturating_mul(bytes).min(1 << 20);
+        tx.global("max_header_bytes", Node::str(size(total)), d);
     }
     for (name, key) in [
         ("client_header_timeout", "client_header_timeout"),
