@@ -17,9 +17,7 @@ use pingora::cache::{CacheKey, CacheMeta, Storage};
 use pingora::http::ResponseHeader;
 use proptest::prelude::*;
 use proptest::sample::Index;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 use weir_plugins::cache::file::{self, Header, HEADER_LEN};
 use weir_plugins::cache::storage::{DiskSettings, DiskStorage};
@@ -203,56 +201,56 @@ proptest! {
 // Through a running zone: store, damage the file on disk, look it up
 // ---------------------------------------------------------------------------------------
 
-/// One zone for the whole run (a zone lives for the process), its directory, a runtime.
-fn zone() -> &'static (&'static DiskStorage, PathBuf, tokio::runtime::Runtime) {
-    static ZONE: OnceLock<(&'static DiskStorage, PathBuf, tokio::runtime::Runtime)> =
-        OnceLock::new();
-    ZONE.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temp dir").keep();
-        let settings = DiskSettings {
-            max_size: 1 << 30,
-            inactive: Duration::from_secs(3600),
-            max_object_size: 1 << 30,
-            memory: 0,
-        };
-        let s = DiskStorage::open_uncached(&dir, settings).expect("zone");
-        while !s.is_loaded() {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        (s, dir, rt)
-    })
-}
-
 fn span() -> SpanHandle {
     Span::inactive().handle()
 }
 
-proptest! {
-    /// A stored object whose file was damaged on disk is never served when its header, meta
-    /// or length changed (and its file is removed); with only body bytes changed it is served
-    /// with its meta and a body of the stored length.
-    #[test]
-    fn fuzz_cache_zone_never_serves_a_damaged_object(
-        header in response_header(),
-        body in prop::collection::vec(any::<u8>(), 0..3000),
-        damages in prop::collection::vec(damage(), 1..4),
-    ) {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let (s, dir, rt) = zone();
-        let key = CacheKey::new(format!("fuzz-{}", N.fetch_add(1, Ordering::Relaxed)), "");
+/// A stored object whose file was damaged on disk is never served when its header, meta or
+/// length changed (and its file is removed); with only body bytes changed it is served with
+/// its meta and a body of the stored length. One zone in a temp dir removed at the end.
+#[test]
+fn fuzz_cache_zone_never_serves_a_damaged_object() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings = DiskSettings {
+        max_size: 1 << 30,
+        inactive: Duration::from_secs(3600),
+        max_object_size: 1 << 30,
+        memory: 0,
+    };
+    let s = DiskStorage::open_uncached(dir.path(), settings).expect("zone");
+    while !s.is_loaded() {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let strategy = (
+        response_header(),
+        prop::collection::vec(any::<u8>(), 0..3000),
+        prop::collection::vec(damage(), 1..4),
+    );
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        source_file: Some(file!()),
+        ..ProptestConfig::default()
+    });
+    let n = AtomicU64::new(0);
+    let result = runner.run(&strategy, |(header, body, damages)| {
+        let key = CacheKey::new(format!("fuzz-{}", n.fetch_add(1, Ordering::Relaxed)), "");
         let now = SystemTime::now();
         let meta = CacheMeta::new(now + Duration::from_secs(600), now, 0, 0, header);
         let served = rt.block_on(async {
-            let mut miss = s.get_miss_handler(&key, &meta, &span()).await.expect("miss");
-            miss.write_body(body.clone().into(), true).await.expect("write");
+            let mut miss = s
+                .get_miss_handler(&key, &meta, &span())
+                .await
+                .expect("miss");
+            miss.write_body(body.clone().into(), true)
+                .await
+                .expect("write");
             let done = miss.finish().await.expect("finish");
             assert!(matches!(done, MissFinishType::Created(_)));
             let hex = key.combined();
-            let path = dir.join(&hex[30..]).join(&hex);
+            let path = dir.path().join(&hex[30..]).join(&hex);
             let original = std::fs::read(&path).expect("object file");
             let mut bad = original.clone();
             for d in &damages {
@@ -281,5 +279,10 @@ proptest! {
                 prop_assert_eq!(out, Some((meta.response_header().status, body.len())));
             }
         }
+        Ok(())
+    });
+    drop(dir);
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }

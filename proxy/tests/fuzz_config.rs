@@ -306,10 +306,23 @@ fn generated() -> impl Strategy<Value = String> {
 // Keeping a load's side effects inside the temp dir
 // ---------------------------------------------------------------------------------------
 
-/// The one directory every cache zone, state dir and temp dir of the run points to.
-fn sandbox() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("temp dir").keep())
+/// Runs `check` on the cases of `strategy` with one temp directory (removed at the end)
+/// that every cache zone, state dir and temp dir of the loaded files points to.
+fn run<S: Strategy<Value = String>>(
+    strategy: S,
+    config: ProptestConfig,
+    check: fn(&str, &Path) -> Result<(), TestCaseError>,
+) {
+    let sandbox = tempfile::tempdir().expect("temp dir");
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        source_file: Some(file!()),
+        ..config
+    });
+    let result = runner.run(&strategy, |text| check(&text, sandbox.path()));
+    drop(sandbox);
+    if let Err(e) = result {
+        panic!("{e}");
+    }
 }
 
 fn get_mut<'a>(m: &'a mut Value, key: &str) -> Option<&'a mut Value> {
@@ -345,12 +358,12 @@ fn no_dns(addr: &mut Value) {
 
 /// The text to load: `text` itself, or when it would touch anything outside the sandbox,
 /// the same document with those values pointed into it.
-fn sandboxed(text: &str) -> String {
+fn sandboxed(text: &str, sandbox: &Path) -> String {
     let Ok(mut root) = serde_yaml_ng::from_str::<Value>(text) else {
         return text.to_string();
     };
     let before = root.clone();
-    let dir = sandbox().display().to_string();
+    let dir = sandbox.display().to_string();
     let path = Value::String(format!("{dir}/cache"));
     each_entry(get_mut(&mut root, "caches"), |zone| {
         if zone.contains_key("path") {
@@ -409,8 +422,8 @@ fn env(name: &str) -> Option<String> {
 }
 
 /// Loads `text` as `weir -t` does; every error must carry a path.
-fn check(text: &str) -> Result<(), TestCaseError> {
-    let text = sandboxed(text);
+fn check(text: &str, sandbox: &Path) -> Result<(), TestCaseError> {
+    let text = sandboxed(text, sandbox);
     let registry = Registry::builtin();
     if let Err(errors) = weir::config::parse(&text, &registry, &env, None) {
         prop_assert!(!errors.0.is_empty(), "an error without errors");
@@ -424,48 +437,49 @@ fn check(text: &str) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-proptest! {
-    #[test]
-    fn fuzz_config_mutated_seeds(text in mutated()) {
-        check(&text)?;
-    }
-
-    #[test]
-    fn fuzz_config_generated_files(text in generated()) {
-        check(&text)?;
-    }
+#[test]
+fn fuzz_config_mutated_seeds() {
+    run(mutated(), ProptestConfig::default(), check);
 }
 
-proptest! {
-    // Each case starts a process: a tenth of the cases of the other targets.
-    #![proptest_config(ProptestConfig {
+#[test]
+fn fuzz_config_generated_files() {
+    run(generated(), ProptestConfig::default(), check);
+}
+
+/// The real `weir -t`: exit 0 with `ok`, or exit 1 with one `path: message` line per error;
+/// never a crash. Each case starts a process: a tenth of the cases of the other targets.
+#[test]
+fn fuzz_config_check_binary() {
+    let config = ProptestConfig {
         cases: (ProptestConfig::default().cases / 10).max(8),
         ..ProptestConfig::default()
-    })]
+    };
+    run(prop_oneof![mutated(), generated()], config, check_binary);
+}
 
-    /// The real `weir -t`: exit 0 with `ok`, or exit 1 with one `path: message` line per
-    /// error; never a crash.
-    #[test]
-    fn fuzz_config_check_binary(text in prop_oneof![mutated(), generated()]) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let file = dir.path().join("weir.yaml");
-        std::fs::write(&file, sandboxed(&text)).expect("write");
-        let out = std::process::Command::new(common::weir_bin())
-            .arg("-t")
-            .arg("-c")
-            .arg(&file)
-            .env("WEIR_FUZZ", "fuzz")
-            .output()
-            .expect("run weir -t");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        match out.status.code() {
-            Some(0) => prop_assert_eq!(stdout.trim(), "ok"),
-            Some(1) => {
-                prop_assert!(!stdout.trim().is_empty(), "exit 1 without errors: {stderr}");
-                prop_assert!(stderr.contains("error(s)"), "{stderr}");
-            }
-            other => prop_assert!(false, "weir -t exited {other:?}:\n{stderr}\n--- file:\n{text}"),
+fn check_binary(text: &str, sandbox: &Path) -> Result<(), TestCaseError> {
+    let file = sandbox.join("weir.yaml");
+    std::fs::write(&file, sandboxed(text, sandbox)).expect("write");
+    let out = std::process::Command::new(common::weir_bin())
+        .arg("-t")
+        .arg("-c")
+        .arg(&file)
+        .env("WEIR_FUZZ", "fuzz")
+        .output()
+        .expect("run weir -t");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match out.status.code() {
+        Some(0) => prop_assert_eq!(stdout.trim(), "ok"),
+        Some(1) => {
+            prop_assert!(!stdout.trim().is_empty(), "exit 1 without errors: {stderr}");
+            prop_assert!(stderr.contains("error(s)"), "{stderr}");
         }
+        other => prop_assert!(
+            false,
+            "weir -t exited {other:?}:\n{stderr}\n--- file:\n{text}"
+        ),
     }
+    Ok(())
 }
