@@ -142,14 +142,7 @@ pub fn limit_req(
                 .map_err(|_| Tx::invalid(d, format!("invalid delay value \"{n}\"")))?;
             p.set("delay", Node::int(n));
         }
-        if let Some(s) = status {
-            tx.take(s);
-            let code: u16 = Tx::arg(s, 0)?
-                .parse()
-                .map_err(|_| Tx::invalid(s, "invalid value"))?;
-            p.set("status", Node::int(code));
-            comments.push(s.source());
-        }
+        set_status(tx, status, &mut p, &mut comments)?;
         if let Some(r) = dry_run {
             tx.take(r);
             if Tx::flag(r)? {
@@ -160,6 +153,24 @@ pub fn limit_req(
         let mut plugin = Node::map();
         plugin.set("limit_req", p);
         plugins.push((plugin, comments));
+    }
+    Ok(())
+}
+
+/// `limit_req_status` / `limit_conn_status`, when present, as the plugin's `status`.
+fn set_status(
+    tx: &mut Tx,
+    status: Option<&Directive>,
+    p: &mut Node,
+    comments: &mut Vec<String>,
+) -> Result<(), SyntaxError> {
+    if let Some(s) = status {
+        tx.take(s);
+        let code: u16 = Tx::arg(s, 0)?
+            .parse()
+            .map_err(|_| Tx::invalid(s, "invalid value"))?;
+        p.set("status", Node::int(code));
+        comments.push(s.source());
     }
     Ok(())
 }
@@ -203,14 +214,7 @@ pub fn limit_conn(
         let mut p = Node::map();
         p.set("key", key).set("max", Node::int(max));
         let mut comments = vec![d.source(), z.source.clone()];
-        if let Some(s) = status {
-            tx.take(s);
-            let code: u16 = Tx::arg(s, 0)?
-                .parse()
-                .map_err(|_| Tx::invalid(s, "invalid value"))?;
-            p.set("status", Node::int(code));
-            comments.push(s.source());
-        }
+        set_status(tx, status, &mut p, &mut comments)?;
         let mut plugin = Node::map();
         plugin.set("limit_conn", p);
         plugins.push((plugin, comments));
