@@ -158,18 +158,9 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::index::tests::e;
     use bytes::Bytes;
     use pingora::http::ResponseHeader;
-
-    fn e(size: u64, primary: u8) -> Entry {
-        Entry {
-            size,
-            last_access: Instant::now(),
-            primary: [primary; 16],
-            gen: 0,
-            reads: 0,
-        }
-    }
 
     fn hot(body: usize) -> Arc<Hot> {
         Arc::new(Hot {

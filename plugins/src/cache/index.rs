@@ -261,10 +261,12 @@ impl Index {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn e(size: u64, primary: u8) -> Entry {
+    /// An entry of `size` bytes whose primary key is `[primary; 16]` (also used by the
+    /// catalog's tests).
+    pub(in crate::cache) fn e(size: u64, primary: u8) -> Entry {
         Entry {
             size,
             last_access: Instant::now(),
