@@ -16,8 +16,9 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BENCH="$ROOT/loadtest/bench"
-ALL_SCENARIOS="pass-1k pass-50k pass-1m hit-50k hit-1m image-host newconn-1k h2-tls-1k h2-tls-50k limiter idle-10k stream-1g"
+ALL_SCENARIOS="pass-1k pass-50k pass-1m hit-50k hitdisk-50k hit-1m image-host newconn-1k h2-tls-1k h2-tls-50k limiter idle-10k stream-1g"
 SOAK=${SOAK:-0}
+WEIR_MEMORY_OFF=0 # set by throughput() for the hitdisk-* scenarios
 for arg in "$@"; do
     case $arg in
         --soak) SOAK=1 ;;
@@ -74,7 +75,7 @@ for w in $WORKERS; do
     [[ $w =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: WORKERS must be positive integers, got '$w'" >&2; exit 2; }
 done
 for sc in $SCENARIOS; do
-    [[ $sc =~ ^(pass|hit|newconn|h2-tls)-[0-9]+[kmg]?$|^(image-host|limiter|idle-[0-9]+k?|stream-[0-9]+[kmg]?)$ ]] ||
+    [[ $sc =~ ^(pass|hit|hitdisk|newconn|h2-tls)-[0-9]+[kmg]?$|^(image-host|limiter|idle-[0-9]+k?|stream-[0-9]+[kmg]?)$ ]] ||
         { echo "run.sh: unknown scenario '$sc' (known: $ALL_SCENARIOS; sizes may vary)" >&2; exit 2; }
 done
 
@@ -313,6 +314,8 @@ start_sut() { # start_sut NAME KIND CONFIG WORKERS SCHEME
         SUT_LOG[$name]="$dir/error.log"
     else
         fill_template "$ROOT/loadtest/scenarios/$config.yaml" "$dir/weir.yaml" "$dir" "$port" "$w"
+        # hitdisk-*: the cache's memory tier off, so every HIT is read from the zone's files
+        [[ $WEIR_MEMORY_OFF == 1 ]] && sed -i -e "s|^\(    memory:\) [^ ]*|\1 0|" "$dir/weir.yaml"
         "$WEIR" -t -c "$dir/weir.yaml" >"$dir/check" 2>&1 || { cat "$dir/check" >&2; return 1; }
         "$WEIR" -c "$dir/weir.yaml" >"$dir/weir.log" 2>&1 &
         SUT_LOG[$name]="$dir/weir.log"
@@ -463,10 +466,12 @@ PY
 # ---------------------------------------------------------------- scenarios
 throughput() { # throughput SCENARIO WORKERS
     local sc=$1 w=$2 size="" conf path client targets=(nginx weir) scheme=http t r k warmsize
+    WEIR_MEMORY_OFF=0
     case $sc in
         pass-*) size=${sc#pass-}; conf=passthrough; path="/bench?size=$size"; client=wrk ;;
         newconn-*) size=${sc#newconn-}; conf=passthrough; path="/bench?size=$size"; client=wrk-close ;;
         hit-*) size=${sc#hit-}; conf=cache; path="/hit?size=$size"; client=wrk ;;
+        hitdisk-*) size=${sc#hitdisk-}; conf=cache; path="/hit?size=$size"; client=wrk; WEIR_MEMORY_OFF=1 ;;
         h2-tls-*) size=${sc#h2-tls-}; conf=tls-h2; path="/bench?size=$size"; client=oha-h2; scheme=https ;;
         image-host) conf=image-host; path="/"; client=wrk-mix ;;
         limiter) size=1k; conf=passthrough; path="/bench?size=1k"; client=wrk; targets=(weir weir-limit) ;;
@@ -492,7 +497,7 @@ throughput() { # throughput SCENARIO WORKERS
                 imagehost_note "sample_after_warm_w$w" "$t" "$(python3 "$BENCH/imagehost.py" sample --base "${SUT_BASE[$t]}" --dir "$RUN_DIR/imagehost" --n 2000 --nonce "w$w")"
                 log "  $t after warm-up: $(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(m["image_host"][sys.argv[2]][sys.argv[3]])' "$RUN_DIR/meta.json" "sample_after_warm_w$w" "$t")"
                 ;;
-            hit-*)
+            hit-* | hitdisk-*)
                 check_forwarding "$t"
                 check_get "$t" "$path" "$(bytes_of "$size")"
                 warm_hit "$t" "$path" ;;
@@ -507,7 +512,7 @@ throughput() { # throughput SCENARIO WORKERS
                 { cat "$RUN_DIR/warmup-$sc-$t-w$w.txt" >&2; return 1; }
         done
     fi
-    if [[ $sc == hit-* ]]; then
+    if [[ $sc == hit-* || $sc == hitdisk-* ]]; then
         for t in "${targets[@]}"; do
             [[ $(cache_status "$t" "$path") == HIT ]] || { echo "run.sh: $t $path is not a HIT after the warm-up" >&2; return 1; }
         done
