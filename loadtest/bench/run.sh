@@ -18,7 +18,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BENCH="$ROOT/loadtest/bench"
 ALL_SCENARIOS="pass-1k pass-50k pass-1m hit-50k hitdisk-50k hit-1m image-host newconn-1k h2-tls-1k h2-tls-50k limiter idle-10k stream-1g"
 SOAK=${SOAK:-0}
-WEIR_MEMORY_OFF=0 # set by throughput() for the hitdisk-* scenarios
+IMAGEHOST_MEMORY=${IMAGEHOST_MEMORY:-}
+WEIR_MEMORY="" # set by throughput(): the cache memory tier of weir's config, when not the template's
 for arg in "$@"; do
     case $arg in
         --soak) SOAK=1 ;;
@@ -314,8 +315,9 @@ start_sut() { # start_sut NAME KIND CONFIG WORKERS SCHEME
         SUT_LOG[$name]="$dir/error.log"
     else
         fill_template "$ROOT/loadtest/scenarios/$config.yaml" "$dir/weir.yaml" "$dir" "$port" "$w"
-        # hitdisk-*: the cache's memory tier off, so every HIT is read from the zone's files
-        [[ $WEIR_MEMORY_OFF == 1 ]] && sed -i -e "s|^\(    memory:\) [^ ]*|\1 0|" "$dir/weir.yaml"
+        # hitdisk-*: the memory tier off, so every HIT is read from the zone's files;
+        # image-host: IMAGEHOST_MEMORY, when set
+        [[ -n $WEIR_MEMORY ]] && sed -i -e "s|^\(    memory:\) [^ ]*|\1 $WEIR_MEMORY|" "$dir/weir.yaml"
         "$WEIR" -t -c "$dir/weir.yaml" >"$dir/check" 2>&1 || { cat "$dir/check" >&2; return 1; }
         "$WEIR" -c "$dir/weir.yaml" >"$dir/weir.log" 2>&1 &
         SUT_LOG[$name]="$dir/weir.log"
@@ -466,14 +468,14 @@ PY
 # ---------------------------------------------------------------- scenarios
 throughput() { # throughput SCENARIO WORKERS
     local sc=$1 w=$2 size="" conf path client targets=(nginx weir) scheme=http t r k warmsize
-    WEIR_MEMORY_OFF=0
+    WEIR_MEMORY=""
     case $sc in
         pass-*) size=${sc#pass-}; conf=passthrough; path="/bench?size=$size"; client=wrk ;;
         newconn-*) size=${sc#newconn-}; conf=passthrough; path="/bench?size=$size"; client=wrk-close ;;
         hit-*) size=${sc#hit-}; conf=cache; path="/hit?size=$size"; client=wrk ;;
-        hitdisk-*) size=${sc#hitdisk-}; conf=cache; path="/hit?size=$size"; client=wrk; WEIR_MEMORY_OFF=1 ;;
+        hitdisk-*) size=${sc#hitdisk-}; conf=cache; path="/hit?size=$size"; client=wrk; WEIR_MEMORY=0 ;;
         h2-tls-*) size=${sc#h2-tls-}; conf=tls-h2; path="/bench?size=$size"; client=oha-h2; scheme=https ;;
-        image-host) conf=image-host; path="/"; client=wrk-mix ;;
+        image-host) conf=image-host; path="/"; client=wrk-mix; WEIR_MEMORY=$IMAGEHOST_MEMORY ;;
         limiter) size=1k; conf=passthrough; path="/bench?size=1k"; client=wrk; targets=(weir weir-limit) ;;
     esac
     if [[ $client == oha-h2 ]] && ! command -v oha >/dev/null 2>&1; then
@@ -696,7 +698,7 @@ python3 "$REPORT" meta \
     "h2_conns=$H2_CONNS" "h2_streams=$H2_STREAMS" "idle_hold=$IDLE_HOLD" "stream_rate=$STREAM_RATE" \
     "soak_duration=$SOAK_DURATION" "soak_slice=$SOAK_SLICE" "soak_connections=$SOAK_CONNECTIONS" \
     "soak_delay_ms=$SOAK_DELAY_MS" "soak_sample=$SOAK_SAMPLE" "soak_workers=$SOAK_WORKERS" "soak_targets=$SOAK_TARGETS" \
-    "quiet_max_pct=$QUIET_MAX_PCT" "quiet_wait=$QUIET_WAIT" "clk_tck=$CLK_TCK" \
+    "quiet_max_pct=$QUIET_MAX_PCT" "quiet_wait=$QUIET_WAIT" "clk_tck=$CLK_TCK" "imagehost_memory=$IMAGEHOST_MEMORY" \
     "image_host_workload=$IMAGEHOST_FIGURES" >"$RUN_DIR/meta.json"
 
 if [[ $SOAK == 1 ]]; then
