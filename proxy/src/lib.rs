@@ -12,6 +12,7 @@ mod cli;
 // Public for the config fuzz test (proxy/tests/fuzz_config.rs), which parses without a file.
 pub mod config;
 mod dashboard;
+mod fixed_response;
 mod framing;
 mod import;
 mod metrics;

@@ -9,6 +9,7 @@ use crate::access_log::LogRecord;
 use crate::cache::{self, CacheState};
 
 mod failover;
+mod fixed;
 mod forwarded;
 mod request_body;
 use crate::config::{Config, ServerSettings};
@@ -233,12 +234,18 @@ impl ProxyHttp for Weir {
             );
         }
         let mut buffering = false;
-        if let Some(route) = &ctx.route {
-            if let Target::Redirect(upstream) = &route.target {
-                redirect(session, upstream).await?;
-                return Ok(true);
+        if let Some((route, plugin_ctx)) = ctx.chain() {
+            match &route.target {
+                Target::Redirect(upstream) => {
+                    redirect(session, upstream).await?;
+                    return Ok(true);
+                }
+                Target::Return(answer) => {
+                    fixed::respond(session, route, answer, plugin_ctx).await?;
+                    return Ok(true);
+                }
+                Target::Upstream(_) => buffering = route.request_buffering,
             }
-            buffering = route.request_buffering;
         }
         if buffering && !session.is_upgrade_req() && !session.as_downstream_mut().is_body_empty() {
             match request_body::read(session, &ctx.config.server).await? {
@@ -317,9 +324,9 @@ impl ProxyHttp for Weir {
         response: &mut ResponseHeader,
         ctx: &mut RequestState,
     ) -> Result<()> {
-        if let Some(route) = &ctx.route {
+        if let Some(upstream) = ctx.route.as_ref().and_then(|r| r.target.upstream()) {
             // Before the cache sees the response: one refused is not stored.
-            framing::check_response_head(response, route.target.upstream(), session)?;
+            framing::check_response_head(response, upstream, session)?;
         }
         ctx.attempts
             .on_response(session, ctx.route.as_deref(), response)
@@ -348,8 +355,8 @@ impl ProxyHttp for Weir {
         if !session.is_upgrade_req() {
             forwarded::remove_hop_by_hop(request);
         }
-        if let Some(route) = &ctx.route {
-            if route.target.upstream().keepalive == 0 {
+        if let Some(upstream) = ctx.route.as_ref().and_then(|r| r.target.upstream()) {
+            if upstream.keepalive == 0 {
                 request.insert_header(http::header::CONNECTION, "close")?;
             }
         }

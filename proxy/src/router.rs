@@ -3,6 +3,7 @@
 //! Host patterns are lower-cased at load time. Paths are compared in their normalised form
 //! ([`NormalizedPath`], nginx's), never as sent: `/public/../private/x` is `/private/x`.
 
+use crate::fixed_response::FixedResponse;
 use crate::metrics::RouteMetrics;
 use crate::upstream::Upstream;
 use std::sync::Arc;
@@ -63,13 +64,16 @@ pub enum Target {
     Upstream(Arc<Upstream>),
     /// Answered with a 302 to one of this upstream's servers (the "jump server").
     Redirect(Arc<Upstream>),
+    /// Answered with a fixed status (`return`, nginx's `return`), no upstream.
+    Return(Arc<FixedResponse>),
 }
 
 impl Target {
-    /// The upstream either way.
-    pub fn upstream(&self) -> &Arc<Upstream> {
+    /// The upstream of an `upstream` or `redirect` route.
+    pub fn upstream(&self) -> Option<&Arc<Upstream>> {
         match self {
-            Target::Upstream(u) | Target::Redirect(u) => u,
+            Target::Upstream(u) | Target::Redirect(u) => Some(u),
+            Target::Return(_) => None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The cache key template (nginx `proxy_cache_key`): text with `$scheme`, `$host`,
-//! `$request_uri`, `$uri`, `$args`, `$http_NAME` and `$cookie_NAME`, parsed once at load and
-//! rendered per request without parsing.
+//! `$request_uri`, `$uri`, `$args`, `$is_args`, `$http_NAME` and `$cookie_NAME`, parsed once
+//! at load and rendered per request without parsing. A route's `return` target renders its
+//! `location` and `body` with the same template.
 
 use crate::key::{cookie, query};
 use crate::NormalizedPath;
@@ -15,6 +16,7 @@ enum Piece {
     RequestUri,
     Uri,
     Args,
+    IsArgs,
     Header(http::HeaderName),
     Cookie(String),
 }
@@ -47,6 +49,7 @@ impl KeyTemplate {
                 "request_uri" => Piece::RequestUri,
                 "uri" => Piece::Uri,
                 "args" => Piece::Args,
+                "is_args" => Piece::IsArgs,
                 _ => match (name.strip_prefix("http_"), name.strip_prefix("cookie_")) {
                     (Some(h), _) if !h.is_empty() => {
                         let header = h.replace('_', "-").to_ascii_lowercase();
@@ -58,7 +61,7 @@ impl KeyTemplate {
                     (_, Some(c)) if !c.is_empty() => Piece::Cookie(c.to_string()),
                     _ => {
                         return Err(format!(
-                            "unknown variable `${name}` (expected $scheme, $host, $request_uri, $uri, $args, $http_NAME or $cookie_NAME)"
+                            "unknown variable `${name}` (expected $scheme, $host, $request_uri, $uri, $args, $is_args, $http_NAME or $cookie_NAME)"
                         ))
                     }
                 },
@@ -99,6 +102,12 @@ impl KeyTemplate {
                 Piece::RequestUri => out.extend_from_slice(req.raw_path()),
                 Piece::Uri => out.extend_from_slice(path.as_bytes()),
                 Piece::Args => out.extend_from_slice(query(req.raw_path()).unwrap_or_default()),
+                Piece::IsArgs => {
+                    // nginx: `?` when the request has a non-empty query, else nothing.
+                    if query(req.raw_path()).is_some_and(|q| !q.is_empty()) {
+                        out.push(b'?');
+                    }
+                }
                 Piece::Header(name) => {
                     for (j, v) in req.headers.get_all(name).iter().enumerate() {
                         if j > 0 {
@@ -146,13 +155,21 @@ mod tests {
 
     #[test]
     fn uri_is_the_normalised_path_and_request_uri_is_raw() {
-        let t = KeyTemplate::parse("$uri|$request_uri|$args").unwrap();
+        let t = KeyTemplate::parse("$uri|$request_uri|$args|$uri$is_args$args").unwrap();
         let r = req("/a/../%62//c?x=%2e", &[("Host", "h")]);
         let path = NormalizedPath::parse(r.raw_path()).unwrap();
         assert_eq!(
             String::from_utf8(t.render(&r, false, &path)).unwrap(),
-            "/b/c|/a/../%62//c?x=%2e|x=%2e"
+            "/b/c|/a/../%62//c?x=%2e|x=%2e|/b/c?x=%2e"
         );
+        for (bare, expected) in [("/b/c", "/b/c|/b/c||/b/c"), ("/b/c?", "/b/c|/b/c?||/b/c")] {
+            let r = req(bare, &[("Host", "h")]);
+            let path = NormalizedPath::parse(r.raw_path()).unwrap();
+            assert_eq!(
+                String::from_utf8(t.render(&r, false, &path)).unwrap(),
+                expected
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The `routes:` list: what to match, where to send it, and the plugin chain.
 
+use crate::fixed_response::{FixedResponse, REDIRECTS};
 use crate::metrics::RouteMetrics;
 use crate::router::{HostPattern, Route, Target};
 use crate::upstream::Upstream;
@@ -19,9 +20,21 @@ struct RouteWire {
     matcher: Option<MatchWire>,
     upstream: Option<String>,
     redirect: Option<String>,
+    #[serde(rename = "return")]
+    answer: Option<ReturnWire>,
     #[serde(default)]
     plugins: Vec<Value>,
     request_buffering: Option<bool>,
+}
+
+/// `return: {status, location}` or `return: {status, body, content_type}` (nginx `return`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReturnWire {
+    status: u16,
+    location: Option<String>,
+    body: Option<String>,
+    content_type: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,36 +105,33 @@ pub fn build(i: usize, value: &Value, path: &str, refs: &RouteRefs) -> Result<Ro
         }
     };
 
-    let target = match (&wire.upstream, &wire.redirect) {
-        (Some(_), Some(_)) => {
-            errors.push(path, "use either `upstream` or `redirect`, not both");
-            None
-        }
-        (None, None) => {
-            errors.push(path, "needs `upstream` (proxy) or `redirect`");
-            None
-        }
-        (None, Some(r)) => match refs.upstreams.get(r) {
-            None => {
-                errors.push(
-                    join(path, "redirect"),
-                    format!("no upstream `{r}` under upstreams"),
-                );
-                None
-            }
-            Some(built) => built.clone().map(Target::Redirect),
-        },
-        (Some(u), None) => match refs.upstreams.get(u) {
-            None => {
-                errors.push(
-                    join(path, "upstream"),
-                    format!("no upstream `{u}` under upstreams"),
-                );
-                None
-            }
-            Some(built) => built.clone().map(Target::Upstream),
-        },
+    let upstream_target = |key: &str, name: &String, make: fn(Arc<Upstream>) -> Target| match refs
+        .upstreams
+        .get(name)
+    {
+        None => Err((
+            join(path, key),
+            format!("no upstream `{name}` under upstreams"),
+        )),
+        Some(built) => Ok(built.clone().map(make)),
     };
+    let target = match (&wire.upstream, &wire.redirect, &wire.answer) {
+        (Some(u), None, None) => upstream_target("upstream", u, Target::Upstream),
+        (None, Some(r), None) => upstream_target("redirect", r, Target::Redirect),
+        (None, None, Some(a)) => build_return(a, &join(path, "return")).map(Some),
+        (None, None, None) => Err((
+            path.to_string(),
+            "needs `upstream` (proxy), `redirect` or `return`".to_string(),
+        )),
+        _ => Err((
+            path.to_string(),
+            "use one of `upstream`, `redirect` and `return`, not several".to_string(),
+        )),
+    };
+    let target = target.unwrap_or_else(|(at, why)| {
+        errors.push(at, why);
+        None
+    });
 
     let plugins_path = join(path, "plugins");
     let plugins: Vec<_> = wire
@@ -146,11 +156,16 @@ pub fn build(i: usize, value: &Value, path: &str, refs: &RouteRefs) -> Result<Ro
         errors.push(&plugins_path, "a route can have one `cache` plugin");
     }
     let cache = caches.first().map(|c| (*c).clone());
-    if cache.is_some() && matches!(target, Some(Target::Redirect(_))) {
-        errors.push(
+    match &target {
+        Some(Target::Redirect(_)) if cache.is_some() => errors.push(
             &plugins_path,
             "`cache` has nothing to store on a `redirect` route",
-        );
+        ),
+        Some(Target::Return(_)) if cache.is_some() => errors.push(
+            &plugins_path,
+            "`cache` has nothing to store on a `return` route",
+        ),
+        _ => {}
     }
 
     match target {
@@ -167,4 +182,53 @@ pub fn build(i: usize, value: &Value, path: &str, refs: &RouteRefs) -> Result<Ro
         }),
         _ => Err(errors),
     }
+}
+
+/// Validates `return` found at `path`.
+fn build_return(wire: &ReturnWire, path: &str) -> Result<Target, (String, String)> {
+    let status = wire.status;
+    let field = |name: &str, why: String| (join(path, name), why);
+    if REDIRECTS.contains(&status) {
+        let Some(location) = &wire.location else {
+            return Err((path.to_string(), format!("a {status} needs `location`")));
+        };
+        if wire.body.is_some() || wire.content_type.is_some() {
+            let key = if wire.body.is_some() {
+                "body"
+            } else {
+                "content_type"
+            };
+            return Err(field(
+                key,
+                format!("a {status} answers with a `location`, not a body"),
+            ));
+        }
+        return FixedResponse::redirect(status, location)
+            .map(|r| Target::Return(Arc::new(r)))
+            .map_err(|e| field("location", e));
+    }
+    if !(200..300).contains(&status) && !(400..600).contains(&status) {
+        return Err(field(
+            "status",
+            format!("`{status}`: expected 301, 302, 303, 307 or 308 (with `location`), or a 2xx, 4xx or 5xx status"),
+        ));
+    }
+    if status == 444 {
+        return Err(field(
+            "status",
+            "`444` (nginx closes the connection without an answer) is not supported".to_string(),
+        ));
+    }
+    if wire.location.is_some() {
+        return Err(field(
+            "location",
+            "only a redirect (301, 302, 303, 307, 308) has a location".to_string(),
+        ));
+    }
+    if status == 204 && wire.body.is_some() {
+        return Err(field("body", "a 204 has no body".to_string()));
+    }
+    FixedResponse::status(status, wire.body.as_deref(), wire.content_type.as_deref())
+        .map(|r| Target::Return(Arc::new(r)))
+        .map_err(|(key, why)| field(key, why))
 }

@@ -126,7 +126,9 @@ impl Attempts {
         let Some(route) = route else {
             return Err(http_error(500, "no route selected"));
         };
-        let upstream = route.target.upstream();
+        let Some(upstream) = route.target.upstream() else {
+            return Err(http_error(500, "the route has no upstream"));
+        };
         let peer = match (self.retry_same, self.current.clone()) {
             (true, Some(peer)) => {
                 self.retry_same = false;
@@ -224,10 +226,10 @@ impl Attempts {
         if response.status.is_informational() {
             return Ok(());
         }
-        let (Some(route), Some(peer)) = (route, &self.current) else {
+        let (Some(upstream), Some(peer)) = (route.and_then(|r| r.target.upstream()), &self.current)
+        else {
             return Ok(());
         };
-        let upstream = route.target.upstream();
         if upstream.next_upstream.has_status(status) {
             let why = format!("status {status}");
             if status_counts_as_failure(status) {
@@ -266,10 +268,10 @@ impl Attempts {
         e: &Error,
         sent_and_final: bool,
     ) -> bool {
-        let (Some(route), Some(peer)) = (route, &self.current) else {
+        let (Some(upstream), Some(peer)) = (route.and_then(|r| r.target.upstream()), &self.current)
+        else {
             return false;
         };
-        let upstream = route.target.upstream();
         let why = error_reason(e);
         count_failure(upstream, peer, &why);
         upstream.report(peer, Outcome::Failure, &why);
