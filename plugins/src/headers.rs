@@ -7,6 +7,8 @@
 //!     response: { set: { X-Served-By: weir }, add: { Vary: Accept }, remove: [Server] }
 //! ```
 //! Edits apply in the order remove, set, add. Names and values are checked at load time.
+//! `always: false` limits the response edits to the statuses nginx's `add_header` without
+//! `always` is limited to (2xx and 3xx ones, [`NGINX_ADD_HEADER_STATUSES`]).
 
 use crate::build::{BuildContext, BuildPlugin};
 use crate::config::{join, ConfigErrors};
@@ -29,7 +31,13 @@ pub struct HeadersConfig {
     /// Edits of the response sent to the client.
     #[serde(default)]
     pub response: EditsConfig,
+    /// `false`: the response edits apply to [`NGINX_ADD_HEADER_STATUSES`] only (nginx's
+    /// `add_header` without `always`). Default `true`: every response.
+    pub always: Option<bool>,
 }
+
+/// The statuses nginx's `add_header` (without `always`) applies to.
+pub const NGINX_ADD_HEADER_STATUSES: [u16; 10] = [200, 201, 204, 206, 301, 302, 303, 304, 307, 308];
 
 /// One side's edits, as written in YAML.
 #[derive(Debug, Default, Deserialize)]
@@ -142,6 +150,7 @@ impl HeaderEdits {
 pub struct Headers {
     request: HeaderEdits,
     response: HeaderEdits,
+    always: bool,
 }
 
 impl BuildPlugin for Headers {
@@ -153,11 +162,20 @@ impl BuildPlugin for Headers {
         let request = errors.take(HeaderEdits::build(config.request, &join(path, "request")));
         let response = errors.take(HeaderEdits::build(config.response, &join(path, "response")));
         match (request, response) {
-            (Some(request), Some(response)) if errors.is_empty() => {
-                Ok(Headers { request, response })
-            }
+            (Some(request), Some(response)) if errors.is_empty() => Ok(Headers {
+                request,
+                response,
+                always: config.always.unwrap_or(true),
+            }),
             _ => Err(errors),
         }
+    }
+}
+
+impl Headers {
+    /// Whether the response edits apply to a response with `status`.
+    fn edits_response(&self, status: u16) -> bool {
+        self.always || NGINX_ADD_HEADER_STATUSES.contains(&status)
     }
 }
 
@@ -182,6 +200,9 @@ impl Plugin for Headers {
         response: &mut ResponseHeader,
         _ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if !self.edits_response(response.status.as_u16()) {
+            return Ok(());
+        }
         self.response.apply(response)
     }
 }
@@ -226,6 +247,19 @@ mod tests {
         assert!(r.headers.get("cookie").is_none());
         assert_eq!(r.headers.get("x-env").unwrap(), "prod");
         assert!(h.response.is_empty());
+    }
+
+    #[test]
+    fn always_false_edits_only_nginx_statuses() {
+        let limited = build("always: false\nresponse: {set: {X-A: one}}").unwrap();
+        let every = build("response: {set: {X-A: one}}").unwrap();
+        for status in [200, 201, 204, 206, 301, 302, 303, 304, 307, 308] {
+            assert!(limited.edits_response(status), "{status}");
+        }
+        for status in [100, 202, 203, 300, 305, 401, 403, 404, 500, 502, 503] {
+            assert!(!limited.edits_response(status), "{status}");
+            assert!(every.edits_response(status), "{status}");
+        }
     }
 
     #[test]

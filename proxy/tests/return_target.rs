@@ -72,6 +72,10 @@ routes:
     return: { status: 200, body: \"hi $host $args\" }
 ";
 
+/// Two `headers` plugins: one for every status, one as nginx's `add_header` without `always`.
+const TAGS: &str = "[{ headers: { response: { set: { X-Every: '1' } } } }, \
+                    { headers: { response: { set: { X-Only-Ok: '1' } }, always: false } }]";
+
 #[test]
 fn return_answers_status_location_and_body() {
     let port = free_port();
@@ -79,7 +83,8 @@ fn return_answers_status_location_and_body() {
         "server: {{listen: ['127.0.0.1:{port}'], threads: 2}}\n{ROUTES}\
          \x20 - name: json\n    match: {{ path: /f }}\n    return: {{ status: 200, body: '{{\"ok\":true}}', content_type: application/json }}\n\
          \x20 - name: walled\n    match: {{ path_prefix: /private/ }}\n    return: {{ status: 302, location: 'https://login.test/' }}\n    plugins:\n      - access: {{ deny: ['127.0.0.0/8'] }}\n\
-         \x20 - name: tagged\n    match: {{ path_prefix: / }}\n    return: {{ status: 307, location: 'https://$host$request_uri' }}\n    plugins:\n      - headers: {{ response: {{ set: {{ X-Served-By: weir }} }} }}\n"
+         \x20 - name: tagged-403\n    match: {{ path_prefix: /t403/ }}\n    return: {{ status: 403 }}\n    plugins: {TAGS}\n\
+         \x20 - name: tagged\n    match: {{ path_prefix: / }}\n    return: {{ status: 307, location: 'https://$host$request_uri' }}\n    plugins: {TAGS}\n"
     );
     let weir = Weir::start(&yaml, port);
 
@@ -132,10 +137,19 @@ fn return_answers_status_location_and_body() {
         (200, "application/json", "{\"ok\":true}")
     );
 
-    // Access plugins run first; response plugins edit the answer.
+    // Access plugins run first; response plugins edit the answer, `always: false` ones
+    // only on nginx's 2xx/3xx statuses.
     assert_eq!(get(port, "h.test", "/private/x").status, 403);
     let r = get(port, "h.test", "/z");
-    assert_eq!((r.status, r.header("x-served-by")), (307, "weir"));
+    assert_eq!(
+        (r.status, r.header("x-every"), r.header("x-only-ok")),
+        (307, "1", "1")
+    );
+    let r = get(port, "h.test", "/t403/");
+    assert_eq!(
+        (r.status, r.header("x-every"), r.header("x-only-ok")),
+        (403, "1", "")
+    );
 
     // HEAD: the head only.
     let raw = raw_request(
