@@ -188,7 +188,10 @@ impl ProxyHttp for Weir {
                     .await
                     .map(|()| true);
             }
-            Ok(ok) => (ctx.config.router.find(ok.host, &ok.path).cloned(), ok.path),
+            Ok(ok) => {
+                let route = ctx.config.router.find(ok.host, &ok.path, is_tls(session));
+                (route.cloned(), ok.path)
+            }
             Err(refusal) => return Err(refuse(session, refusal.status(), refusal.reason())),
         };
         request_limits::drop_underscore_headers(session.req_header_mut());

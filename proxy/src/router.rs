@@ -88,6 +88,9 @@ pub struct Route {
     pub path_prefix: Option<String>,
     /// Exact path (`match.path`); `None` matches any path.
     pub path: Option<String>,
+    /// `match.scheme`: `Some(true)` TLS connections only, `Some(false)` plain ones only,
+    /// `None` either.
+    pub tls: Option<bool>,
     /// Where requests go.
     pub target: Target,
     /// The plugin chain, in YAML order.
@@ -102,7 +105,10 @@ pub struct Route {
 }
 
 impl Route {
-    fn matches(&self, host: Option<&str>, path: &NormalizedPath) -> bool {
+    fn matches(&self, host: Option<&str>, path: &NormalizedPath, tls: bool) -> bool {
+        if self.tls.is_some_and(|t| t != tls) {
+            return false;
+        }
         let host_ok =
             self.hosts.is_empty() || host.is_some_and(|h| self.hosts.iter().any(|p| p.matches(h)));
         host_ok
@@ -129,9 +135,15 @@ impl Router {
         Router { routes }
     }
 
-    /// The first route matching `host` (without port) and the normalised `path`.
-    pub fn find(&self, host: Option<&str>, path: &NormalizedPath) -> Option<&Arc<Route>> {
-        self.routes.iter().find(|r| r.matches(host, path))
+    /// The first route matching `host` (without port), the normalised `path` and the
+    /// connection's scheme (`tls`).
+    pub fn find(
+        &self,
+        host: Option<&str>,
+        path: &NormalizedPath,
+        tls: bool,
+    ) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| r.matches(host, path, tls))
     }
 
     #[cfg(test)]

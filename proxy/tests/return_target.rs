@@ -252,3 +252,51 @@ fn return_matches_nginx() {
         );
     }
 }
+
+/// nginx's `listen 80` server that only redirects, beside the TLS server that proxies:
+/// `match.scheme` tells the two apart on one host.
+#[tokio::test]
+async fn http_to_https_by_scheme() {
+    let origin = common::Origin::start("o");
+    let certs = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let root = reqwest::Certificate::from_pem(ck.cert.pem().as_bytes()).unwrap();
+    let (plain, tls) = (free_port(), free_port());
+    let yaml = format!(
+        "server:\n  listen:\n    - '127.0.0.1:{plain}'\n\
+         \x20   - {{addr: '127.0.0.1:{tls}', tls: {{cert: '{}', key: '{}'}}}}\n\
+         upstreams: {{o: {{tiers: [{{name: t, servers: ['{}']}}]}}}}\n\
+         routes:\n\
+         \x20 - {{match: {{host: localhost, scheme: http}}, return: {{status: 301, location: 'https://$host$request_uri'}}}}\n\
+         \x20 - {{match: {{host: localhost, scheme: https}}, upstream: o}}\n",
+        cert.display(),
+        key.display(),
+        origin.addr()
+    );
+    let _weir = Weir::start(&yaml, plain);
+    common::wait_listening(("127.0.0.1", tls));
+    let r = get(plain, "localhost:1", "/x?y=1");
+    assert_eq!(
+        (r.status, r.header("location")),
+        (301, "https://localhost/x?y=1")
+    );
+    // A plain request for another host matches neither route.
+    assert_eq!(get(plain, "other", "/x").status, 404);
+    let client = reqwest::Client::builder()
+        .add_root_certificate(root)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("https://localhost:{tls}/__echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(echo["headers"]["x-forwarded-proto"][0], "https");
+}

@@ -43,6 +43,7 @@ struct MatchWire {
     host: Option<OneOrMany>,
     path_prefix: Option<String>,
     path: Option<String>,
+    scheme: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,8 +70,8 @@ pub fn build(i: usize, value: &Value, path: &str, refs: &RouteRefs) -> Result<Ro
     let mut errors = ConfigErrors::default();
     let name = wire.name.unwrap_or_else(|| format!("route{i}"));
 
-    let (hosts, path_prefix, exact_path) = match wire.matcher {
-        None => (Vec::new(), None, None),
+    let (hosts, path_prefix, exact_path, tls) = match wire.matcher {
+        None => (Vec::new(), None, None, None),
         Some(m) => {
             let match_path = join(path, "match");
             let host_list = match m.host {
@@ -101,7 +102,19 @@ pub fn build(i: usize, value: &Value, path: &str, refs: &RouteRefs) -> Result<Ro
                     );
                 }
             }
-            (hosts, m.path_prefix, m.path)
+            let tls = match m.scheme.as_deref() {
+                None => None,
+                Some("http") => Some(false),
+                Some("https") => Some(true),
+                Some(other) => {
+                    errors.push(
+                        join(&match_path, "scheme"),
+                        format!("`{other}`: expected http or https"),
+                    );
+                    None
+                }
+            };
+            (hosts, m.path_prefix, m.path, tls)
         }
     };
 
@@ -174,6 +187,7 @@ pub fn build(i: usize, value: &Value, path: &str, refs: &RouteRefs) -> Result<Ro
             hosts,
             path_prefix,
             path: exact_path,
+            tls,
             target,
             plugins,
             request_buffering: wire.request_buffering.unwrap_or(true),
