@@ -236,7 +236,7 @@ mod tests {
              server.threads: must be at least 1\n\
              upstreams.o.connect_timeout: `5`: expected a duration like 250ms, 5s, 10m, 2h or 7d\n\
              routes[0].upstream: no upstream `missing` under upstreams\n\
-             routes[1].plugins[0].headers.bogus: unknown field `bogus`, expected `request` or `response`"
+             routes[1].plugins[0].headers.bogus: unknown field `bogus`, expected one of `request`, `response`, `always`"
         );
     }
 
