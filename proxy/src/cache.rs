@@ -27,6 +27,59 @@ pub struct CacheState {
     pub zone: Option<Arc<CacheZone>>,
     /// The request matched a `bypass` condition: looked up never, stored when cacheable.
     pub bypass: bool,
+    /// Answered by the fast path (a plain fresh HIT, see [`fresh_hit_zone`]), not by
+    /// pingora-cache.
+    pub fresh_hit: bool,
+}
+
+/// The request headers that make a HIT more than the stored response (a 304, a 206 or 416, a
+/// precondition): such requests take pingora-cache's path.
+const CONDITIONAL: [http::header::HeaderName; 6] = [
+    http::header::RANGE,
+    http::header::IF_RANGE,
+    http::header::IF_NONE_MATCH,
+    http::header::IF_MODIFIED_SINCE,
+    http::header::IF_MATCH,
+    http::header::IF_UNMODIFIED_SINCE,
+];
+
+/// The zone that may answer this request on the fast path, when its answer can only be a
+/// plain fresh HIT or pingora-cache's path: a GET or HEAD the zone caches, with no body, no
+/// upgrade, no Range or conditional header, and no `bypass` match. Whether the object is there
+/// and fresh the zone tells ([`weir_plugins::cache::storage::DiskStorage::fresh_hit`]).
+pub fn fresh_hit_zone<'a>(
+    session: &mut Session,
+    cache: Option<&'a CachePlugin>,
+) -> Option<&'a Arc<CacheZone>> {
+    let cache = cache?;
+    let req = session.req_header();
+    let get_or_head = matches!(req.method, http::Method::GET | http::Method::HEAD);
+    if !get_or_head
+        || !cache.zone.methods.contains(&req.method)
+        || CONDITIONAL.iter().any(|h| req.headers.contains_key(h))
+        || cache.bypasses(req)
+        || session.is_upgrade_req()
+        || !session.as_downstream_mut().is_body_empty()
+    {
+        return None;
+    }
+    Some(&cache.zone)
+}
+
+/// The key of this request in `zone` (its primary key: the fast path serves only objects
+/// stored without variance), as [`key`] makes it.
+pub fn primary_hash(
+    session: &Session,
+    zone: &CacheZone,
+    tls: bool,
+    plugins: &RequestCtx,
+) -> [u8; 16] {
+    use pingora::cache::key::CacheHashKey;
+    CacheKey::new(
+        zone.key.render(session.req_header(), tls, &plugins.path),
+        "",
+    )
+    .combined_bin()
 }
 
 /// `request_cache_filter`: turns Pingora's cache on for a route with a `cache` plugin and a
@@ -199,6 +252,9 @@ pub fn serve_stale(session: &Session, state: &CacheState, error: Option<&Error>)
 /// nginx's `$upstream_cache_status` for this response, `None` when the cache was not used.
 pub fn status(session: &Session, state: &CacheState) -> Option<CacheStatus> {
     state.zone.as_ref()?;
+    if state.fresh_hit {
+        return Some(CacheStatus::Hit);
+    }
     if state.bypass {
         return Some(CacheStatus::Bypass);
     }

@@ -11,6 +11,7 @@ use crate::cache::{self, CacheState};
 mod failover;
 mod fixed;
 mod forwarded;
+mod fresh_hit;
 mod request_body;
 use crate::config::{Config, ServerSettings};
 use crate::framing;
@@ -249,6 +250,9 @@ impl ProxyHttp for Weir {
                 }
                 Target::Upstream(_) => buffering = route.request_buffering,
             }
+        }
+        if fresh_hit::serve(self, session, ctx).await? {
+            return Ok(true);
         }
         if buffering && !session.is_upgrade_req() && !session.as_downstream_mut().is_body_empty() {
             match request_body::read(session, &ctx.config.server).await? {

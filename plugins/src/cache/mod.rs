@@ -6,10 +6,12 @@
 //! open-file cache ([`open_files`]); the catalog keeping index, memory tier and open files in
 //! step ([`catalog`]); a zone's directory and its
 //! object-level operations ([`zone_dir`]); the loader, eviction and sweeper ([`upkeep`]); the
-//! pingora `Storage` impl with its hit and miss handlers ([`storage`]).
+//! pingora `Storage` impl with its hit and miss handlers ([`storage`]); plain fresh HITs for
+//! the proxy's fast path, without pingora-cache ([`fresh`]).
 
 pub mod catalog;
 pub mod file;
+pub mod fresh;
 pub mod index;
 pub mod key;
 pub mod memory;

@@ -209,6 +209,65 @@ impl DiskStorage {
     fn hot_wanted(&self, key: &file::Hash, gen: u64, body_len: u64) -> bool {
         self.dir.catalog().admits(key, gen, body_len)
     }
+    /// Opens and validates the object file of `hash`, keeping it open when `indexed` (its
+    /// index entry when the lookup began) still describes it; `None` when it is not there.
+    pub(super) fn open_file(
+        &self,
+        hash: &file::Hash,
+        indexed: Option<Entry>,
+    ) -> Option<(Arc<OpenFile>, CacheMeta)> {
+        let (f, o, meta) = self.dir.open_object(hash)?;
+        let open = Arc::new(OpenFile {
+            file: Arc::new(f),
+            header: o.header,
+            quick: QuickMeta::of(&meta, &o.meta.0),
+            internal: o.meta.0,
+            response: meta.response_header().clone(),
+        });
+        if let Some(e) = indexed.filter(|e| e.size == open.header.file_len()) {
+            self.dir.catalog().put_open(hash, e.gen, open.clone());
+        }
+        Some((open, meta))
+    }
+
+    /// A small indexed object (entry `e`, body within the memory tier's largest): reads its
+    /// body whole and keeps a copy in memory when the tier takes it; `None` (nothing read)
+    /// when the tier would not.
+    pub(super) fn read_hot(
+        &self,
+        hash: &file::Hash,
+        e: &Entry,
+        open: &OpenFile,
+    ) -> Result<Option<Bytes>> {
+        let header = &open.header;
+        if !self.hot_wanted(hash, e.gen, header.body_len) {
+            return Ok(None);
+        }
+        let body = BodyReader::new(open.file.clone(), header)
+            .read_chunk(header.body_len as usize)
+            .or_err(FileReadError, "cache: cannot read the body")?
+            .map(Bytes::from)
+            .unwrap_or_default();
+        let hot = Arc::new(Hot {
+            quick: open.quick,
+            internal: open.internal.clone(),
+            header: open.response.clone(),
+            body: body.clone(),
+            file_len: header.file_len(),
+        });
+        self.dir.catalog().put_hot(hash, e.gen, hot);
+        Ok(Some(body))
+    }
+
+    /// Counts `n` body bytes served from the zone.
+    pub(super) fn count_served(&self, n: u64) {
+        self.bytes_served.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The zone's catalog, locked.
+    pub(super) fn catalog(&self) -> std::sync::MutexGuard<'_, super::catalog::Catalog> {
+        self.dir.catalog()
+    }
 }
 
 /// A hit's body: read from the object's file, or a memory copy.
@@ -376,54 +435,28 @@ impl Storage for DiskStorage {
         let (open, meta) = match open.and_then(|o| Some((o.meta()?, o))) {
             Some((meta, open)) => (open, meta),
             None => {
-                let Some((f, o, meta)) = self.dir.open_object(&hash) else {
+                let Some(found) = self.open_file(&hash, indexed) else {
                     return Ok(None);
                 };
-                let open = Arc::new(OpenFile {
-                    file: Arc::new(f),
-                    header: o.header,
-                    quick: QuickMeta::of(&meta, &o.meta.0),
-                    internal: o.meta.0,
-                    response: meta.response_header().clone(),
-                });
-                if let Some(e) = indexed.filter(|e| e.size == open.header.file_len()) {
-                    self.dir.catalog().put_open(&hash, e.gen, open.clone());
-                }
-                (open, meta)
+                found
             }
         };
         let header = &open.header;
         let size = header.file_len();
-        let mut reader = BodyReader::new(open.file.clone(), header);
+        let reader = BodyReader::new(open.file.clone(), header);
         match indexed {
             Some(e) if e.size != size => {
                 self.dir.catalog().set_size(&hash, size);
             }
-            Some(e)
-                if hot_max > 0
-                    && header.body_len <= hot_max
-                    && self.hot_wanted(&hash, e.gen, header.body_len) =>
-            {
-                // Small and indexed: read it whole and keep a copy in memory.
-                let body = reader
-                    .read_chunk(header.body_len as usize)
-                    .or_err(FileReadError, "cache: cannot read the body")?
-                    .map(Bytes::from)
-                    .unwrap_or_default();
-                let hot = Arc::new(Hot {
-                    quick: open.quick,
-                    internal: open.internal.clone(),
-                    header: open.response.clone(),
-                    body: body.clone(),
-                    file_len: size,
-                });
-                self.dir.catalog().put_hot(&hash, e.gen, hot);
-                let hit = DiskHit {
-                    zone: self,
-                    body: HitBody::memory(body),
-                    file_len: size,
-                };
-                return Ok(Some((meta, Box::new(hit))));
+            Some(e) if hot_max > 0 && header.body_len <= hot_max => {
+                if let Some(body) = self.read_hot(&hash, &e, &open)? {
+                    let hit = DiskHit {
+                        zone: self,
+                        body: HitBody::memory(body),
+                        file_len: size,
+                    };
+                    return Ok(Some((meta, Box::new(hit))));
+                }
             }
             Some(_) => {}
             None => {

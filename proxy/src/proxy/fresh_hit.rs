@@ -1,0 +1,88 @@
+//! The fast path for plain fresh cache HITs: answered in the request phase from the zone's
+//! own index, as pingora-cache's hit path would answer them, without its per-request
+//! machinery (cache key object, lock, meta, hit handler, phases).
+//!
+//! It serves only what is certainly a plain fresh HIT (see `cache::fresh_hit_zone` and
+//! `DiskStorage::fresh_hit`); everything else returns `false` and takes pingora-cache's path
+//! unchanged. What a HIT gets there it gets here: the stored header with `Age` (and
+//! `Transfer-Encoding: chunked` when it has no length), as HTTP/1.1; `Accept-Ranges` as
+//! the range filter gives it; weir's `response_filter`
+//! (the status header, cache counters, the route's plugins); HEAD without a body; the
+//! access log's HIT and body bytes.
+
+use super::{is_tls, RequestState, Weir};
+use crate::cache;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::RangeType;
+use pingora::ErrorType;
+use std::time::SystemTime;
+
+/// Answers the request when it is a plain fresh HIT; `Ok(true)` when it was answered.
+pub(super) async fn serve(
+    weir: &Weir,
+    session: &mut Session,
+    ctx: &mut RequestState,
+) -> Result<bool> {
+    let (Some(route), Some(plugins)) = (&ctx.route, &ctx.plugins) else {
+        return Ok(false);
+    };
+    let Some(zone) = cache::fresh_hit_zone(session, route.cache.as_ref()) else {
+        return Ok(false);
+    };
+    let hash = cache::primary_hash(session, zone, is_tls(session), plugins);
+    let Some(hit) = zone.storage.fresh_hit(&hash, SystemTime::now())? else {
+        return Ok(false);
+    };
+    log::trace!("fresh HIT on the fast path");
+    let zone = zone.clone();
+    let mut header = hit_header(hit.header, hit.age)?;
+    let mut body = hit.body;
+    ctx.cache.zone = Some(zone);
+    ctx.cache.fresh_hit = true;
+    let header_only = session.req_header().method == http::Method::HEAD;
+    // Without a Range header this only marks the answer rangeable (`Accept-Ranges`), as the
+    // hit path does for a 200 with a length.
+    let range = ProxyHttp::range_header_filter(weir, session, &mut header, ctx);
+    if range != RangeType::None {
+        return Error::e_explain(ErrorType::InternalError, "fast path: a range without Range");
+    }
+    ProxyHttp::response_filter(weir, session, &mut header, ctx).await?;
+    session
+        .write_response_header(header, header_only)
+        .await
+        .map_err(|e| e.into_down())?;
+    if !header_only {
+        while let Some(chunk) = body.next_chunk()? {
+            session
+                .write_response_body(Some(chunk), false)
+                .await
+                .map_err(|e| e.into_down())?;
+        }
+    }
+    session
+        .as_downstream_mut()
+        .finish_body()
+        .await
+        .map_err(|e| e.into_down())?;
+    Ok(true)
+}
+
+/// The response header of a HIT, as pingora-cache's hit path makes it from the stored one
+/// (`proxy_cache.rs` `cache_hit_header`): `Age`, HTTP/1.1, and chunked when a body of
+/// unknown length follows.
+fn hit_header(stored: ResponseHeader, age: u64) -> Result<Box<ResponseHeader>> {
+    let mut header = Box::new(stored);
+    let no_body = matches!(header.status.as_u16(), 204 | 304);
+    header.insert_header(http::header::AGE, age)?;
+    header.set_version(http::Version::HTTP_11);
+    if !no_body
+        && !header.status.is_informational()
+        && header.headers.get(http::header::CONTENT_LENGTH).is_none()
+    {
+        header
+            .insert_header(http::header::TRANSFER_ENCODING, "chunked")
+            .map_err(|e| e.more_context("cache hit header"))?;
+    }
+    Ok(header)
+}
