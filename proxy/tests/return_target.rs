@@ -1,12 +1,16 @@
 //! The `return` route target through the real binary (status, `Location` for each variable,
-//! body, content type, keep-alive, plugins before it, the access log), and against the real
-//! nginx with the same `return` lines, comparing status and `Location` (and the body and
-//! content type of a `return` with text).
+//! body, content type, keep-alive, plugins before it, the access log, `match.scheme`), and
+//! against the real nginx with the same `return` lines, comparing status and `Location` (and
+//! the body and content type of a `return` with text). weir runs the import of nginx's own
+//! configuration there (`WEIR_DIFF_CONFIG=handwritten`: the hand-written routes).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 
-use common::{free_port, raw_request, status_of, Nginx, Weir};
+use common::{
+    free_port, import_nginx, nginx_conf_with, raw_request, status_of, use_imported_config, Nginx,
+    Weir,
+};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -198,6 +202,7 @@ const CASES: &[(&str, &str)] = &[
     ("/c/./d", "h.test"),
     ("/d/", "h.test"),
     ("/e/?a=b", "H.Test"),
+    ("/other", "h.test"),
 ];
 
 /// nginx sends a decoded `$uri` raw in `Location`; weir percent-encodes what a URL may not
@@ -214,10 +219,19 @@ fn return_matches_nginx() {
         location /e/ { return 200 \"hi $host $args\"; }\n";
     let nginx = Nginx::start_with("", server, "return 404;");
     let port = free_port();
-    let weir = Weir::start(
-        &format!("server: {{listen: ['127.0.0.1:{port}'], threads: 2}}\n{ROUTES}"),
-        port,
-    );
+    // weir runs `weir import nginx` of nginx's own configuration (the default), or the
+    // hand-written ROUTES.
+    let yaml = if use_imported_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = nginx_conf_with("", server, "return 404;", port, dir.path());
+        import_nginx(&conf, dir.path())
+    } else {
+        format!(
+            "server: {{listen: ['127.0.0.1:{port}'], threads: 2}}\n{ROUTES}\
+             \x20 - {{name: rest, return: {{status: 404}}}}\n"
+        )
+    };
+    let weir = Weir::start(&yaml, port);
     // The absolute form of a relative location carries each one's own port.
     let same = |s: &str, p: u16| s.replace(&format!(":{p}/"), ":PORT/");
     for (target, host) in CASES {

@@ -6,11 +6,11 @@ use serde_yaml_ng::Value;
 
 /// Imports `http` as the body of an `http {}` block (in a temp dir); returns the YAML as
 /// text and value, and the import's counts.
-fn import_http(http: &str) -> (String, Value, Imported) {
+pub(crate) fn import_http(http: &str) -> (String, Value, Imported) {
     import_main(&format!("worker_processes 1;\nhttp {{\n{http}\n}}\n"))
 }
 
-fn import_main(text: &str) -> (String, Value, Imported) {
+pub(crate) fn import_main(text: &str) -> (String, Value, Imported) {
     let dir = tempfile::tempdir().unwrap();
     let text = text.replace("{dir}", &dir.path().display().to_string());
     std::fs::write(dir.path().join("nginx.conf"), &text).unwrap();
@@ -30,14 +30,14 @@ fn import_main(text: &str) -> (String, Value, Imported) {
 }
 
 /// The report section of the YAML (everything after the document).
-fn report(yaml: &str) -> &str {
+pub(crate) fn report(yaml: &str) -> &str {
     yaml.find("\n# NOT TRANSLATED")
         .or_else(|| yaml.find("\n# Translated with"))
         .or_else(|| yaml.find("\n# Ignored"))
         .map_or("", |i| &yaml[i..])
 }
 
-fn plugins(v: &Value, route: usize) -> Vec<Value> {
+pub(crate) fn plugins(v: &Value, route: usize) -> Vec<Value> {
     v["routes"][route]["plugins"]
         .as_sequence()
         .cloned()
@@ -320,7 +320,7 @@ fn what_does_not_translate_is_listed_with_file_and_line() {
     let (yaml, _, i) = import_http(
         "gzip on;\n\
          server {\n listen 127.0.0.1:8080;\n\
-           location = /health { return 200 ok; }\n\
+           location = /health { return 444; }\n\
            location / { rewrite ^/old/(.*)$ /new/$1 break; proxy_pass http://127.0.0.1:9001;\n\
              proxy_set_header Host $host; proxy_set_header X-Id $request_id; }\n\
            location /files/ { root /var/www; }\n}",
@@ -328,7 +328,7 @@ fn what_does_not_translate_is_listed_with_file_and_line() {
     let r = report(&yaml);
     for want in [
         "nginx.conf:3 gzip on;",
-        "nginx.conf:6 return 200 ok;",
+        "nginx.conf:6 return 444;",
         "nginx.conf:7 rewrite ^/old/(.*)$ /new/$1 break;",
         "nginx.conf:8 proxy_set_header X-Id $request_id;",
         "nginx.conf:9 location /files/ {",

@@ -23,10 +23,19 @@ pub struct Declared {
     pub upstreams: Upstreams,
 }
 
+/// Where a route sends its requests.
+#[derive(Clone)]
+pub enum Target {
+    /// `upstream: NAME`.
+    Upstream(String),
+    /// `return: {…}` (nginx's `return`).
+    Return(Node),
+}
+
 /// A route's body: where it goes and its plugins.
 pub struct Body {
-    /// The weir upstream.
-    pub upstream: String,
+    /// The weir upstream, or the fixed answer.
+    pub target: Target,
     /// Plugins with their comments.
     pub plugins: Vec<(Node, Vec<String>)>,
     /// `proxy_request_buffering off`: `request_buffering: false`, with its line.
@@ -53,7 +62,7 @@ pub fn body(
     limits::limit_conn(tx, &mut decl.zones, scope, &mut plugins)?;
     limits::access(tx, scope, &mut plugins)?;
     cache::location(tx, &mut decl.caches, scope, &mut plugins)?;
-    headers(tx, scope, &mut plugins)?;
+    headers(tx, scope, &mut plugins, true)?;
     server_wide(tx, scope)?;
     let mut streaming = None;
     if let Some(d) = scope.one("proxy_request_buffering") {
@@ -63,24 +72,72 @@ pub fn body(
         }
     }
     Ok(Some(Body {
-        upstream,
+        target: Target::Upstream(upstream),
         plugins,
         streaming,
     }))
 }
 
-/// `proxy_set_header` (other than Host), `add_header`, `proxy_hide_header` → `headers`.
+/// The body of a location (or server) at `scope` that answers with `return` `r`; `exact`:
+/// the path of an exact location. `None` when the `return` was not translated.
+pub fn answer_body(
+    tx: &mut Tx,
+    scope: &Scope,
+    r: &Directive,
+    exact: Option<&str>,
+) -> Result<Option<Body>, SyntaxError> {
+    let Some(answer) = super::answer::translate(tx, scope, r, exact)? else {
+        return Ok(None);
+    };
+    // nginx's `return` runs in the rewrite phase: before limit_req, limit_conn and
+    // allow/deny, and instead of proxying.
+    for (names, why) in [
+        (
+            &["limit_req", "limit_conn", "allow", "deny"][..],
+            "nginx's `return` answers before limit_req, limit_conn and allow/deny run",
+        ),
+        (
+            &["proxy_pass", "proxy_set_header", "proxy_hide_header"][..],
+            "nginx's `return` answers instead of proxying",
+        ),
+    ] {
+        for d in scope.here_all(names) {
+            tx.take(d);
+            tx.report.ignored(d, why);
+        }
+    }
+    let mut plugins = Vec::new();
+    headers(tx, scope, &mut plugins, false)?;
+    server_wide(tx, scope)?;
+    Ok(Some(Body {
+        target: Target::Return(answer),
+        plugins,
+        streaming: None,
+    }))
+}
+
+/// `proxy_set_header` (other than Host), `add_header`, `proxy_hide_header` → `headers`
+/// (`add_header` without `always` → a second `headers` with `always: false`); on a route
+/// that does not proxy, `add_header` only.
 fn headers(
     tx: &mut Tx,
     scope: &Scope,
     plugins: &mut Vec<(Node, Vec<String>)>,
+    proxied: bool,
 ) -> Result<(), SyntaxError> {
     let mut request_set = Node::map();
     let mut request_remove = Vec::new();
     let mut response_add = Node::map();
     let mut response_remove = Vec::new();
     let mut comments = Vec::new();
-    for d in scope.group(&["proxy_set_header"]) {
+    let mut limited_add = Node::map();
+    let mut limited_comments = Vec::new();
+    let proxy_headers = if proxied {
+        scope.group(&["proxy_set_header"])
+    } else {
+        Vec::new()
+    };
+    for d in proxy_headers {
         let name = Tx::arg(d, 0)?;
         let value = Tx::arg(d, 1)?;
         let lower = name.to_ascii_lowercase();
@@ -125,16 +182,20 @@ fn headers(
                 .left(d, "a header value with variables has no weir equivalent");
             continue;
         }
-        response_add.set(name, Node::str(value));
-        comments.push(d.source());
-        if d.args.get(2).map(String::as_str) != Some("always") {
-            tx.report.note(
-                d,
-                "without `always` nginx adds it to 2xx/3xx responses only; weir adds it to every response",
-            );
+        if d.args.get(2).map(String::as_str) == Some("always") {
+            response_add.set(name, Node::str(value));
+            comments.push(d.source());
+        } else {
+            limited_add.set(name, Node::str(value));
+            limited_comments.push(d.source());
         }
     }
-    for d in scope.group(&["proxy_hide_header"]) {
+    let hidden = if proxied {
+        scope.group(&["proxy_hide_header"])
+    } else {
+        Vec::new()
+    };
+    for d in hidden {
         tx.take(d);
         response_remove.push(Tx::arg(d, 0)?.to_string());
         comments.push(d.source());
@@ -164,6 +225,16 @@ fn headers(
         let mut plugin = Node::map();
         plugin.set("headers", p);
         plugins.push((plugin, comments));
+    }
+    if !matches!(&limited_add, Node::Map(e) if e.is_empty()) {
+        // nginx adds these to 200, 201, 204, 206, 301, 302, 303, 304, 307, 308 only.
+        let mut response = Node::map();
+        response.set("add", limited_add);
+        let mut p = Node::map();
+        p.set("response", response).set("always", Node::bool(false));
+        let mut plugin = Node::map();
+        plugin.set("headers", p);
+        plugins.push((plugin, limited_comments));
     }
     Ok(())
 }

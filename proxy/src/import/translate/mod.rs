@@ -4,10 +4,12 @@
 //! directive wins). Every directive the walk uses is recorded; whatever is left is reported
 //! with its reason, so nothing that changes behaviour disappears silently.
 
+mod answer;
 mod cache;
 mod failover;
 mod leftovers;
 mod limits;
+mod listeners;
 mod location;
 mod pass;
 mod server;
@@ -92,6 +94,15 @@ impl<'a> Scope<'a> {
             }
         }
         Vec::new()
+    }
+
+    /// The directives among `names` on the innermost level only, in order.
+    pub fn here_all(&self, names: &[&str]) -> Vec<&'a Directive> {
+        self.levels.last().map_or_else(Vec::new, |l| {
+            l.iter()
+                .filter(|d| names.contains(&d.name.as_str()))
+                .collect()
+        })
     }
 
     /// The directive `name` on the innermost level only.

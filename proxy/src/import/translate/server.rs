@@ -1,10 +1,11 @@
 //! `http {}` and its `server {}` blocks: listeners, server names and locations → routes,
 //! ordered so that weir's first match is nginx's choice: exact names before wildcard
-//! names before the default server, and within one server exact locations, then prefixes
+//! names before the default server (one per kind of listener, plain or TLS, with
+//! `match.scheme` when both kinds exist), and within one server exact locations, then prefixes
 //! from the longest (nginx's longest-prefix rule).
 
-use super::location::{self, Declared};
-use super::values::listen_addr;
+use super::listeners::{listens, Kinds};
+use super::location::{self, Declared, Target};
 use super::{cache, limits, upstreams, Scope, Tx};
 use crate::import::parser::Directive;
 use crate::import::yaml::Node;
@@ -22,6 +23,8 @@ struct Candidate {
     path: String,
     /// `location = /x`.
     exact: bool,
+    /// `match.scheme`: `Some(true)` https only, `Some(false)` http only.
+    tls: Option<bool>,
     body: location::Body,
     comments: Vec<String>,
 }
@@ -40,32 +43,78 @@ pub fn http(tx: &mut Tx, main: &Scope, d: &Directive) -> Result<(), SyntaxError>
         }
     }
     let servers: Vec<&Directive> = d.children().iter().filter(|c| c.name == "server").collect();
-    let default = servers
+    let kinds: Vec<Kinds> = servers
         .iter()
-        .position(|s| {
-            s.children().iter().any(|l| {
-                l.name == "listen"
-                    && l.args
-                        .iter()
-                        .any(|a| a == "default_server" || a == "default")
-            })
-        })
-        .unwrap_or(0);
+        .map(|s| Kinds::of(&scope.inner(s.children()), s))
+        .collect();
+    // Only when some listeners are TLS and some are not do routes need `match.scheme` to
+    // tell an nginx server on the one from a server on the other.
+    let mixed = kinds.iter().any(|k| k.tls) && kinds.iter().any(|k| k.plain);
+    // nginx's default server of a listener: the one marked `default_server`, else the first.
+    let default_of = |tls: bool| {
+        let with_kind: Vec<usize> = (0..servers.len())
+            .filter(|i| if tls { kinds[*i].tls } else { kinds[*i].plain })
+            .collect();
+        let marked = |i: &usize| {
+            if tls {
+                kinds[*i].marked_tls
+            } else {
+                kinds[*i].marked_plain
+            }
+        };
+        with_kind
+            .iter()
+            .copied()
+            .find(marked)
+            .or(with_kind.first().copied())
+    };
+    let (default_plain, default_tls) = (default_of(false), default_of(true));
+    for s in &servers {
+        tx.take(s);
+        listens(tx, &scope.inner(s.children()), s)?;
+    }
     let mut candidates = Vec::new();
     let mut seen = BTreeMap::new();
-    for (i, s) in servers.iter().enumerate() {
-        tx.take(s);
-        let named = Named {
-            index: i,
-            is_default: i == default,
+    // Servers that proxy claim their names first: a server that only answers `return` (the
+    // `listen 80` redirect) does not hide them where weir cannot tell the two apart.
+    let mut order: Vec<usize> = (0..servers.len()).collect();
+    order.sort_by_key(|i| servers[*i].children().iter().any(|c| c.name == "return"));
+    for i in order {
+        let k = &kinds[i];
+        let place = if mixed {
+            let (p, t) = (default_plain == Some(i), default_tls == Some(i));
+            Place {
+                index: i,
+                scheme: k.scheme(),
+                default_scheme: match (p, t) {
+                    (false, false) => None,
+                    (true, false) => Some(Some(false)),
+                    (false, true) => Some(Some(true)),
+                    (true, true) => Some(None),
+                },
+            }
+        } else {
+            Place {
+                index: i,
+                scheme: None,
+                default_scheme: (default_plain.or(default_tls) == Some(i)).then_some(None),
+            }
         };
-        server(tx, &mut decl, &scope, s, named, &mut seen, &mut candidates)?;
+        server(
+            tx,
+            &mut decl,
+            &scope,
+            servers[i],
+            place,
+            &mut seen,
+            &mut candidates,
+        )?;
     }
     if servers.is_empty() {
         tx.report
             .left(d, "no `server` block: weir would have no route");
     }
-    // weir's first match = nginx's choice.
+    // weir's first match = nginx's choice (for each scheme).
     candidates.sort_by(|a, b| {
         (
             a.host_rank,
@@ -85,7 +134,12 @@ pub fn http(tx: &mut Tx, main: &Scope, d: &Directive) -> Result<(), SyntaxError>
     let mut names: Vec<String> = Vec::new();
     for c in candidates {
         let base = format!(
-            "{}{}{}",
+            "{}{}{}{}",
+            match c.tls {
+                Some(true) => "https://",
+                Some(false) => "http://",
+                None => "",
+            },
             c.hosts.first().map_or("default", String::as_str),
             if c.exact { "=" } else { "" },
             c.path
@@ -108,10 +162,16 @@ pub fn http(tx: &mut Tx, main: &Scope, d: &Directive) -> Result<(), SyntaxError>
         } else if c.path != "/" {
             m.set("path_prefix", Node::str(c.path.clone()));
         }
+        if let Some(tls) = c.tls {
+            m.set("scheme", Node::str(if tls { "https" } else { "http" }));
+        }
         if !matches!(&m, Node::Map(e) if e.is_empty()) {
             route.set("match", m);
         }
-        route.set("upstream", Node::str(c.body.upstream.clone()));
+        match c.body.target {
+            Target::Upstream(u) => route.set("upstream", Node::str(u)),
+            Target::Return(answer) => route.set("return", answer),
+        };
         if let Some(src) = &c.body.streaming {
             route.set_commented("request_buffering", Node::bool(false), vec![src.clone()]);
         }
@@ -129,42 +189,45 @@ pub fn http(tx: &mut Tx, main: &Scope, d: &Directive) -> Result<(), SyntaxError>
     Ok(())
 }
 
-/// A server's place: its index and whether it is the default server.
-struct Named {
+/// A server's place: its index, the scheme of its listeners (when routes must tell them
+/// apart) and, when it is the default server of some listeners, their scheme.
+struct Place {
     index: usize,
-    is_default: bool,
+    scheme: Option<bool>,
+    /// `Some(s)`: the default server for scheme `s` (`None`: both).
+    default_scheme: Option<Option<bool>>,
 }
 
-/// One server block; `seen` maps the names of earlier servers to their `server_name` line.
+/// Two schemes of routes overlap unless one is http only and the other https only.
+fn overlap(a: Option<bool>, b: Option<bool>) -> bool {
+    a.is_none() || b.is_none() || a == b
+}
+
+/// The routes of one server: (path, exact, body, comments).
+type ServerRoutes = Vec<(String, bool, location::Body, Vec<String>)>;
+
+/// One server block; `seen` maps the names of earlier servers to their scheme and
+/// `server_name` line.
 fn server(
     tx: &mut Tx,
     decl: &mut Declared,
     http: &Scope,
     s: &Directive,
-    place: Named,
-    seen: &mut BTreeMap<String, String>,
+    place: Place,
+    seen: &mut BTreeMap<String, Vec<(Option<bool>, String)>>,
     out: &mut Vec<Candidate>,
 ) -> Result<(), SyntaxError> {
-    let Named { index, is_default } = place;
+    let Place {
+        index,
+        scheme,
+        default_scheme,
+    } = place;
     let scope = http.inner(s.children());
-    listens(tx, &scope, s)?;
-    // A server that only answers `return` (the `listen 80` → https redirect): no routes,
-    // and its names do not hide the server that really serves them.
-    if let Some(r) = scope.here("return") {
-        tx.take(r);
-        for n in s.children().iter().filter(|d| d.name == "server_name") {
-            tx.take(n);
-        }
-        tx.report.left(
-            r,
-            "`return` has no weir equivalent (weir proxies or redirects to an upstream's server)",
-        );
-        return Ok(());
-    }
+    let answer = scope.here("return");
     let mut exact_names = Vec::new();
     let mut wild_names: Vec<String> = Vec::new();
     let mut name_src = Vec::new();
-    let mut duplicates = 0;
+    let mut duplicates = Vec::new();
     for n in s.children().iter().filter(|d| d.name == "server_name") {
         tx.take(n);
         name_src.push(n.source());
@@ -173,19 +236,28 @@ fn server(
                 continue;
             }
             let lower = name.to_ascii_lowercase();
-            if let Some(first) = seen.get(&lower) {
+            let earlier = seen.get(&lower).and_then(|list| {
+                list.iter()
+                    .find(|(other, _)| overlap(*other, scheme))
+                    .map(|(_, at)| at.clone())
+            });
+            if let Some(first) = earlier {
                 // Usually the `listen 80` twin of a TLS server: weir's routes match on
                 // every listener, so the first server's routes answer for both.
-                tx.report.left(
-                    n,
-                    format!(
-                        "`{name}` is also a name of the server at {first}; weir routes do not tell listeners apart, so that server's routes answer here too"
-                    ),
-                );
-                duplicates += 1;
+                if answer.is_none() {
+                    tx.report.left(
+                        n,
+                        format!(
+                            "`{name}` is also a name of the server at {first}; weir routes do not tell listeners apart, so that server's routes answer here too"
+                        ),
+                    );
+                }
+                duplicates.push(first);
                 continue;
             }
-            seen.insert(lower, n.at.to_string());
+            seen.entry(lower)
+                .or_default()
+                .push((scheme, n.at.to_string()));
             if name.starts_with('~') || name.ends_with(".*") {
                 tx.report.left(
                     n,
@@ -201,33 +273,56 @@ fn server(
             }
         }
     }
-    if duplicates > 0 && exact_names.is_empty() && wild_names.is_empty() {
+    if !duplicates.is_empty() && exact_names.is_empty() && wild_names.is_empty() {
         // Every name belongs to an earlier server (reported above): nothing of this one
         // is reachable in weir.
         tx.take_all(s);
+        if let Some(r) = answer {
+            tx.report.left(
+                r,
+                format!(
+                    "its server's names are served by the server at {}: weir routes do not tell these listeners apart",
+                    duplicates[0]
+                ),
+            );
+        }
         return Ok(());
     }
-    // Named locations, for error_page chains.
-    let mut named = BTreeMap::new();
-    for l in s.children().iter().filter(|d| d.name == "location") {
-        if let Some(n) = l.args.first().filter(|a| a.starts_with('@')) {
-            named.insert(n.clone(), (scope.clone(), l));
+    let mut routes: ServerRoutes = Vec::new();
+    if let Some(r) = answer {
+        // nginx answers every request of this server before it looks at the locations.
+        for l in s.children().iter().filter(|d| d.name == "location") {
+            tx.take_all(l);
+            tx.report.ignored(
+                l,
+                "never reached: the server's `return` answers every request first",
+            );
+        }
+        if let Some(body) = location::answer_body(tx, &scope, r, None)? {
+            routes.push(("/".into(), false, body, vec![r.source()]));
+        }
+    } else {
+        // Named locations, for error_page chains.
+        let mut named = BTreeMap::new();
+        for l in s.children().iter().filter(|d| d.name == "location") {
+            if let Some(n) = l.args.first().filter(|a| a.starts_with('@')) {
+                named.insert(n.clone(), (scope.clone(), l));
+            }
+        }
+        for l in s.children().iter().filter(|d| d.name == "location") {
+            locations(tx, decl, &scope, l, &named, &mut routes)?;
         }
     }
-    let mut routes: Vec<(String, bool, location::Body, Vec<String>)> = Vec::new();
-    for l in s.children().iter().filter(|d| d.name == "location") {
-        locations(tx, decl, &scope, l, &named, &mut routes)?;
-    }
-    let mut host_sets: Vec<(u8, usize, Vec<String>)> = Vec::new();
+    let mut host_sets: Vec<(u8, usize, Vec<String>, Option<bool>)> = Vec::new();
     if !exact_names.is_empty() {
-        host_sets.push((0, 0, exact_names.clone()));
+        host_sets.push((0, 0, exact_names.clone(), scheme));
     }
     if !wild_names.is_empty() {
         let longest = wild_names.iter().map(String::len).max().unwrap_or(0);
-        host_sets.push((1, longest, wild_names.clone()));
+        host_sets.push((1, longest, wild_names.clone(), scheme));
     }
-    if is_default {
-        host_sets.push((2, 0, Vec::new()));
+    if let Some(default) = default_scheme {
+        host_sets.push((2, 0, Vec::new(), default));
     } else if host_sets.is_empty() {
         tx.report.left(
             s,
@@ -236,7 +331,7 @@ fn server(
         return Ok(());
     }
     for (path, exact, body, comments) in routes {
-        for (rank, len, hosts) in &host_sets {
+        for (rank, len, hosts, tls) in &host_sets {
             let mut c = comments.clone();
             c.extend(name_src.iter().cloned());
             out.push(Candidate {
@@ -246,8 +341,9 @@ fn server(
                 server: index,
                 path: path.clone(),
                 exact,
+                tls: *tls,
                 body: location::Body {
-                    upstream: body.upstream.clone(),
+                    target: body.target.clone(),
                     plugins: body.plugins.clone(),
                     streaming: body.streaming.clone(),
                 },
@@ -265,7 +361,7 @@ fn locations<'a>(
     outer: &Scope<'a>,
     l: &'a Directive,
     named: &BTreeMap<String, (Scope<'a>, &'a Directive)>,
-    out: &mut Vec<(String, bool, location::Body, Vec<String>)>,
+    out: &mut ServerRoutes,
 ) -> Result<(), SyntaxError> {
     let (modifier, path) = match l.args.as_slice() {
         [p] => ("", p.as_str()),
@@ -297,11 +393,10 @@ fn locations<'a>(
     };
     let scope = outer.inner(l.children());
     if let Some(r) = scope.here("return") {
-        tx.take(r);
-        tx.report.left(
-            r,
-            "`return` has no weir equivalent (weir proxies or redirects to an upstream's server)",
-        );
+        let exact_path = exact.then_some(path);
+        if let Some(body) = location::answer_body(tx, &scope, r, exact_path)? {
+            out.push((path.to_string(), exact, body, vec![l.source(), r.source()]));
+        }
     } else if let Some(pass) = scope.here("proxy_pass") {
         if let Some(body) = location::body(tx, decl, &scope, pass, path, named)? {
             out.push((path.to_string(), exact, body, vec![l.source()]));
@@ -316,113 +411,4 @@ fn locations<'a>(
         locations(tx, decl, &scope, inner, named, out)?;
     }
     Ok(())
-}
-
-/// The server's `listen` lines → `server.listen`; TLS from `ssl_certificate`.
-fn listens(tx: &mut Tx, scope: &Scope, s: &Directive) -> Result<(), SyntaxError> {
-    let lines: Vec<&Directive> = s.children().iter().filter(|d| d.name == "listen").collect();
-    if lines.is_empty() {
-        tx.report.note(
-            s,
-            "no `listen`: nginx listens on *:80 (*:8000 when not root); weir on 0.0.0.0:80",
-        );
-    }
-    let http2_directive = scope.one("http2");
-    for d in &lines {
-        tx.take(d);
-        let addr = match listen_addr(Tx::arg(d, 0)?) {
-            Ok(a) => a,
-            Err(why) => {
-                tx.report.left(d, why);
-                continue;
-            }
-        };
-        let ssl = d.args.iter().any(|a| a == "ssl")
-            || scope
-                .one("ssl")
-                .is_some_and(|x| x.args.first().map(String::as_str) == Some("on"));
-        let mut http2 = d.args.iter().any(|a| a == "http2");
-        if let Some(h) = http2_directive {
-            tx.take(h);
-            http2 |= Tx::flag(h)?;
-        }
-        for a in &d.args[1..] {
-            match a.as_str() {
-                "ssl" | "http2" | "default_server" | "default" | "reuseport" | "deferred"
-                | "fastopen" | "bind" => {}
-                a if a.starts_with("backlog=")
-                    || a.starts_with("rcvbuf=")
-                    || a.starts_with("sndbuf=") => {}
-                other => tx.report.left(
-                    d,
-                    format!("`{other}`: weir's listeners have no such option"),
-                ),
-            }
-        }
-        let mut item = Node::map();
-        item.set("addr", Node::str(addr.clone()));
-        let mut comments = vec![d.source()];
-        if ssl {
-            let cert = scope.one("ssl_certificate");
-            let key = scope.one("ssl_certificate_key");
-            match (cert, key) {
-                (Some(c), Some(k)) => {
-                    tx.take(c);
-                    tx.take(k);
-                    comments.push(c.source());
-                    comments.push(k.source());
-                    let mut tls = Node::map();
-                    tls.set("cert", Node::str(tx.path(Tx::arg(c, 0)?)))
-                        .set("key", Node::str(tx.path(Tx::arg(k, 0)?)));
-                    item.set("tls", tls);
-                }
-                _ => {
-                    return Err(SyntaxError::at(
-                        &d.at,
-                        "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive"
-                            .into(),
-                    ))
-                }
-            }
-            if http2 {
-                item.set("http2", Node::bool(true));
-            }
-        } else if http2 {
-            tx.report.left(
-                d,
-                "HTTP/2 without TLS (h2c): weir offers HTTP/2 over TLS only",
-            );
-        }
-        add_listener(tx, item, addr, comments, d);
-    }
-    Ok(())
-}
-
-fn add_listener(tx: &mut Tx, item: Node, addr: String, comments: Vec<String>, d: &Directive) {
-    match tx.listen.iter().find(|(a, _, _)| *a == addr) {
-        Some((_, existing, _)) if *existing == item => {}
-        Some(_) => tx.report.left(
-            d,
-            "another server listens on this address with other TLS settings; weir has one certificate per listener",
-        ),
-        None => {
-            // [::]:P next to 0.0.0.0:P cannot both be bound (IPv6 sockets take IPv4 too).
-            let port = addr.rsplit_once(':').map(|x| x.1).unwrap_or("");
-            let other = if addr.starts_with("[::]:") {
-                format!("0.0.0.0:{port}")
-            } else if addr.starts_with("0.0.0.0:") {
-                format!("[::]:{port}")
-            } else {
-                String::new()
-            };
-            if tx.listen.iter().any(|(a, _, _)| *a == other) {
-                tx.report.note(
-                    d,
-                    "0.0.0.0 and [::] of one port: weir binds the first only (an IPv6 socket usually takes IPv4 too)",
-                );
-                return;
-            }
-            tx.listen.push((addr, item, comments));
-        }
-    }
 }
