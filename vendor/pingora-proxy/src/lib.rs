@@ -1155,6 +1155,14 @@ static BAD_GATEWAY: Lazy<ResponseHeader> = Lazy::new(|| {
     resp
 });
 
+/// Box the future `make` returns, allocating first so the future is written into the box
+/// directly: `Box::pin(fut)` builds it on the stack and copies it, and the copy is the whole
+/// size of the future (all its states) whatever it holds when it starts.
+#[inline(always)]
+fn boxed_in_place<F: Future>(make: impl FnOnce() -> F) -> std::pin::Pin<Box<F>> {
+    Box::into_pin(Box::write(Box::new_uninit(), make()))
+}
+
 impl<SV, C> HttpProxy<SV, C>
 where
     C: custom::Connector,
@@ -1294,7 +1302,10 @@ where
         while retries < self.max_retries {
             retries += 1;
 
-            let (reuse, e) = self.proxy_to_upstream(&mut session, &mut ctx).await;
+            // Boxed: the upstream half (connector, h1/h2/custom upstream sessions) is most of
+            // this future's size, and a cache hit or a local response never needs it.
+            let (s, c) = (&mut session, &mut ctx);
+            let (reuse, e) = boxed_in_place(move || self.proxy_to_upstream(s, c)).await;
             server_reuse = reuse;
 
             match e {
@@ -1334,8 +1345,8 @@ where
         // allow unwrap until if let chains
         #[allow(clippy::unnecessary_unwrap)]
         let serve_stale_result = if proxy_error.is_some() && session.cache.can_serve_stale_error() {
-            self.handle_stale_if_error(&mut session, &mut ctx, proxy_error.as_ref().unwrap())
-                .await
+            let (s, c, e) = (&mut session, &mut ctx, proxy_error.as_ref().unwrap());
+            boxed_in_place(move || self.handle_stale_if_error(s, c, e)).await
         } else {
             None
         };
@@ -1606,7 +1617,9 @@ where
                 .on_connection_reuse(&mut session, &mut ctx, prev_ctx);
         }
 
-        self.process_request(session, ctx).await
+        // Built in its own box: async_trait boxes this future by moving it onto the heap, a
+        // copy of its whole size every request, and process_request is most of that size.
+        boxed_in_place(move || self.process_request(session, ctx)).await
     }
 
     async fn http_cleanup(&self) {
