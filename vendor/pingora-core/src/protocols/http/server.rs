@@ -249,6 +249,22 @@ impl Session {
         }
     }
 
+    /// Write `len` response body bytes from `file` starting at byte `offset` with
+    /// `sendfile(2)`, for HTTP/1 on plain TCP with a Content-Length body (see
+    /// [`SessionV1::write_body_from_file`]). `Ok(None)` when that does not apply (HTTP/2, TLS,
+    /// chunked, ...): nothing is written then, write the body as bytes instead.
+    pub async fn write_response_body_from_file(
+        &mut self,
+        file: &std::fs::File,
+        offset: u64,
+        len: usize,
+    ) -> Result<Option<usize>> {
+        match self {
+            Self::H1(s) => s.write_body_from_file(file, offset, len).await,
+            _ => Ok(None),
+        }
+    }
+
     /// Write the response trailers to client
     pub async fn write_response_trailers(&mut self, trailers: HeaderMap) -> Result<()> {
         match self {

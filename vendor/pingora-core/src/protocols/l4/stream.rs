@@ -583,6 +583,36 @@ impl Stream {
         self.offload_wait_duration = offload_wait_duration;
     }
 
+    /// Send up to `len` bytes of `file` starting at byte `offset` with one `sendfile(2)`,
+    /// waiting for the socket to become writable first if needed.
+    ///
+    /// Only for a plain TCP stream whose write buffer is empty (flush it first): otherwise
+    /// `Ok(None)` and nothing is sent. Returns the bytes sent (0 when the file ends at
+    /// `offset`); like a socket write, possibly fewer than `len`.
+    #[cfg(target_os = "linux")]
+    pub async fn sendfile(
+        &self,
+        file: &std::fs::File,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<Option<usize>> {
+        let stream = self.stream();
+        let RawStream::Tcp(tcp) = &stream.get_ref().stream else {
+            return Ok(None);
+        };
+        if !stream.writer().buffer().is_empty() {
+            return Ok(None);
+        }
+        let mut off = i64::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let sent = tcp
+            .async_io(Interest::WRITABLE, || {
+                nix::sys::sendfile::sendfile64(tcp, file, Some(&mut off), len)
+                    .map_err(io::Error::from)
+            })
+            .await?;
+        Ok(Some(sent))
+    }
+
     /// set TCP nodelay for this connection if `self` is TCP
     pub fn set_nodelay(&mut self) -> Result<()> {
         match &self.stream_mut().get_mut().stream {

@@ -1049,6 +1049,71 @@ impl HttpSession {
         }
     }
 
+    /// Write `len` response body bytes from `file` starting at byte `offset` with
+    /// `sendfile(2)`: the file's pages go to the socket without passing through user space.
+    ///
+    /// Only when the connection is plain TCP (not TLS) and the body is delimited by a
+    /// Content-Length with at least `len` bytes left; the buffered response header is flushed
+    /// first. Otherwise `Ok(None)` and nothing is written: write the body as bytes instead.
+    /// Returns the bytes written, less than `len` only when the file ends first.
+    pub async fn write_body_from_file(
+        &mut self,
+        file: &std::fs::File,
+        offset: u64,
+        len: usize,
+    ) -> Result<Option<usize>> {
+        #[cfg(target_os = "linux")]
+        {
+            use super::body::BodyMode;
+            use crate::protocols::l4::stream::Stream as L4Stream;
+            let BodyMode::ContentLength(total, written) = self.body_writer.body_mode else {
+                return Ok(None);
+            };
+            let plain_tcp = self.underlying_stream.as_any().is::<L4Stream>();
+            if total - written < len || !plain_tcp {
+                return Ok(None);
+            }
+            self.underlying_stream
+                .flush()
+                .await
+                .or_err(WriteError, "flushing response header")?;
+            let Some(l4) = self.underlying_stream.as_any().downcast_ref::<L4Stream>() else {
+                return Ok(None);
+            };
+            // The write timeout applies to each sendfile as to each write of a body piece.
+            let mut sent = 0;
+            while sent < len {
+                let piece = l4.sendfile(file, offset + sent as u64, len - sent);
+                let res = match self.write_timeout(len - sent) {
+                    Some(t) => match timeout(t, piece).await {
+                        Ok(res) => res,
+                        Err(_) => {
+                            return Error::e_explain(
+                                WriteTimedout,
+                                format!("sendfile, timeout: {t:?}"),
+                            )
+                        }
+                    },
+                    None => piece.await,
+                };
+                match res.or_err(WriteError, "while sending body from file")? {
+                    Some(0) => break, // the file ended early
+                    Some(n) => sent += n,
+                    None if sent == 0 => return Ok(None),
+                    None => break,
+                }
+            }
+            self.body_writer.body_mode = BodyMode::ContentLength(total, written + sent);
+            self.body_bytes_sent += sent;
+            Ok(Some(sent))
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (file, offset, len);
+            Ok(None)
+        }
+    }
+
     /// Whether the cancel-safe proxy task API is enabled for this session.
     pub fn proxy_tasks_enabled(&self) -> bool {
         self.proxy_tasks_enabled
