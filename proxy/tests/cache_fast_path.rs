@@ -222,6 +222,17 @@ fn fast_and_pingora_hits_agree(memory: &str) {
             assert_eq!(by_fast.body, want, "{method} {path}");
         }
     }
+    // Bodies from a file of 8 KiB or more went out with sendfile (HTTP/1, plain TCP, with a
+    // length): 200 KiB twice (two GETs); from memory, none did.
+    let sendfile: usize = s
+        .weir
+        .stderr()
+        .lines()
+        .filter_map(|l| l.split("sendfile: ").nth(1))
+        .map(|l| l.split(' ').next().unwrap().parse::<usize>().unwrap())
+        .sum();
+    let want = if memory == "0" { 2 * 200 * 1024 } else { 0 };
+    assert_eq!(sendfile, want);
     // The access log: each fast HIT logged like the pingora one after it.
     let log = wait_logged(&s, requests);
     assert_eq!(log.len(), requests);
@@ -277,4 +288,101 @@ fn only_plain_fresh_hits_take_the_fast_path() {
         "{hit:?}"
     );
     assert_eq!(fast_lines(&s), 1);
+}
+
+/// Over TLS (HTTP/1.1 and HTTP/2 by ALPN) the fast path answers too, and its bodies are
+/// written as bytes: sendfile is for plain TCP only.
+#[tokio::test]
+async fn tls_hits_take_the_fast_path_without_sendfile() {
+    let origin = Origin::start("o");
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let (plain, h2, h1) = (free_port(), free_port(), free_port());
+    let tls = format!(
+        "tls: {{cert: '{}', key: '{}'}}",
+        cert.display(),
+        key.display()
+    );
+    let yaml = format!(
+        "server:\n  listen:\n    - '127.0.0.1:{plain}'\n\
+         \x20   - {{addr: '127.0.0.1:{h2}', {tls}, http2: true}}\n\
+         \x20   - {{addr: '127.0.0.1:{h1}', {tls}}}\n\
+         caches:\n  c:\n    path: {}/cache\n    valid: {{ \"200\": 10m }}\n\
+         upstreams: {{o: {{tiers: [{{name: t, servers: ['{}']}}]}}}}\n\
+         routes: [{{upstream: o, plugins: [{{cache: {{zone: c}}}}]}}]\n",
+        dir.path().display(),
+        origin.addr()
+    );
+    let env = [("RUST_LOG", "info,weir::proxy::fresh_hit=trace")];
+    let weir = Weir::start_with_env(&yaml, plain, &env);
+    common::wait_listening(("127.0.0.1", h2));
+    common::wait_listening(("127.0.0.1", h1));
+    let root = reqwest::Certificate::from_pem(ck.cert.pem().as_bytes()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(root)
+        .no_proxy()
+        .build()
+        .unwrap();
+    let path = "/t?size=200k";
+    for (port, version, status) in [
+        (h1, reqwest::Version::HTTP_11, "MISS"),
+        (h1, reqwest::Version::HTTP_11, "HIT"),
+        (h2, reqwest::Version::HTTP_2, "HIT"),
+    ] {
+        let r = client
+            .get(format!("https://localhost:{port}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.version(), version);
+        assert_eq!(r.headers()["x-cache-status"], status);
+        assert!(status == "MISS" || r.headers().contains_key("age"));
+        assert_eq!(r.bytes().await.unwrap().to_vec(), pattern(200 * 1024));
+    }
+    let log = weir.stderr();
+    assert_eq!(
+        log.matches("fresh HIT on the fast path").count(),
+        2,
+        "{log}"
+    );
+    assert!(!log.contains("sendfile:"), "{log}");
+}
+
+/// A body larger than the socket buffers, to a client that reads slowly: sendfile waits for
+/// the socket to drain (its partial sends resume where they stopped) and the body arrives
+/// whole, followed by the next answer on the same connection.
+#[test]
+fn a_slow_reader_gets_a_large_body_sent_from_the_file_whole() {
+    use std::io::{Read, Write};
+    let s = start("0");
+    let path = "/big?size=6m";
+    let len = 6 * 1024 * 1024;
+    assert_eq!(ask(s.port, "GET", path, "").body.len(), len);
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: fast.test\r\n\r\n");
+    c.write_all(format!("{req}{req}").as_bytes()).unwrap();
+    for _ in 0..2 {
+        // The head, a byte at a time; then the body in slow 64 KiB reads.
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            c.read_exact(&mut b).unwrap();
+            head.push(b[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 200"));
+        let mut body = vec![0u8; len];
+        for (i, piece) in body.chunks_mut(64 * 1024).enumerate() {
+            c.read_exact(piece).unwrap();
+            if i % 8 == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+        assert!(body == pattern(len), "the body arrived intact");
+    }
+    assert_eq!(fast_lines(&s), 2);
 }

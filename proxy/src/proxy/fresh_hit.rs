@@ -8,7 +8,8 @@
 //! `Transfer-Encoding: chunked` when it has no length), as HTTP/1.1; `Accept-Ranges` as
 //! the range filter gives it; weir's `response_filter`
 //! (the status header, cache counters, the route's plugins); HEAD without a body; the
-//! access log's HIT and body bytes.
+//! access log's HIT and body bytes. A body read from a file goes out with `sendfile(2)` where
+//! the connection allows it (HTTP/1 on plain TCP, with a Content-Length), else as bytes.
 
 use super::{is_tls, RequestState, Weir};
 use crate::cache;
@@ -17,6 +18,7 @@ use pingora::prelude::*;
 use pingora::proxy::RangeType;
 use pingora::ErrorType;
 use std::time::SystemTime;
+use weir_plugins::cache::fresh::FreshBody;
 
 /// Answers the request when it is a plain fresh HIT; `Ok(true)` when it was answered.
 pub(super) async fn serve(
@@ -53,6 +55,7 @@ pub(super) async fn serve(
         .await
         .map_err(|e| e.into_down())?;
     if !header_only {
+        send_from_file(session, &mut body).await?;
         while let Some(chunk) = body.next_chunk()? {
             session
                 .write_response_body(Some(chunk), false)
@@ -66,6 +69,32 @@ pub(super) async fn serve(
         .await
         .map_err(|e| e.into_down())?;
     Ok(true)
+}
+
+/// Bodies read from a file from this size on go out with `sendfile(2)` (HTTP/1 on plain TCP
+/// with a Content-Length); smaller ones are read and written with the header in one write.
+/// Measured (one worker, memory tier off, CPU per HIT, sendfile off → on, medians): 1 KiB
+/// 14.2 → 18.6 µs, 4 KiB 19.6 → 19.0 (even), 10 KiB 20.7 → 19.3, 50 KiB 26.0 → 19.0,
+/// 1 MiB 324 → 174.
+const SENDFILE_MIN: u64 = 8 * 1024;
+
+/// Sends what it can of `body` with `sendfile(2)` when it is read from a file and large
+/// enough; the rest (all of it when sendfile does not apply) is left to the caller.
+async fn send_from_file(session: &mut Session, body: &mut FreshBody) -> Result<()> {
+    let Some(range) = body.file_range().filter(|r| r.len >= SENDFILE_MIN) else {
+        return Ok(());
+    };
+    let len = usize::try_from(range.len).unwrap_or(usize::MAX);
+    let sent = session
+        .as_downstream_mut()
+        .write_response_body_from_file(range.file, range.offset, len)
+        .await
+        .map_err(|e| e.into_down())?;
+    if let Some(n) = sent {
+        log::trace!("sendfile: {n} body bytes");
+        body.sent_from_file(n as u64);
+    }
+    Ok(())
 }
 
 /// The response header of a HIT, as pingora-cache's hit path makes it from the stored one
