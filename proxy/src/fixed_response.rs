@@ -5,7 +5,7 @@
 //! The answer is the one nginx gives: a redirect or an error status without a body gets
 //! nginx's small HTML page; a relative `Location` (`/new`) is made absolute from the
 //! request's host and the listener's port, as nginx's `absolute_redirect on` (its default)
-//! does.
+//! does; `444` closes the connection without an answer.
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -16,6 +16,10 @@ use weir_plugins::NormalizedPath;
 
 /// The statuses a `return` redirects with; each needs a `location`.
 pub const REDIRECTS: [u16; 5] = [301, 302, 303, 307, 308];
+
+/// nginx's non-standard status that closes the connection without an answer (logged as
+/// 444).
+pub const CLOSE: u16 = 444;
 
 /// What a `return` answers, validated at load time.
 #[derive(Debug)]
@@ -94,6 +98,11 @@ impl FixedResponse {
         })
     }
 
+    /// `return: {status: 444}`: the connection is closed without an answer.
+    pub fn closes(&self) -> bool {
+        self.status == CLOSE
+    }
+
     /// The answer to the request `facts` describe: its head and its body.
     pub fn render(&self, facts: &RequestFacts) -> Result<(ResponseHeader, Bytes)> {
         let body = match &self.body {
@@ -116,7 +125,7 @@ impl FixedResponse {
             escape_into(&rendered, &mut location);
             let value = HeaderValue::from_bytes(&location)
                 .or_err(ErrorType::InternalError, "return location")?;
-            resp.insert_header(http::header::LOCATION, value)?;
+            resp.insert_header("Location", value)?;
         }
         Ok((resp, body))
     }

@@ -18,11 +18,11 @@ use crate::framing;
 use crate::metrics::{metrics, NO_ROUTE};
 use crate::request_limits;
 use crate::request_target::{self, TargetForm};
-use crate::router::{Route, Target};
+use crate::router::Route;
 use crate::state::{InflightGuard, Shared};
 use async_trait::async_trait;
 use bytes::Bytes;
-use failover::{redirect, Attempts};
+use failover::Attempts;
 use pingora::cache::key::HashBinary;
 use pingora::cache::{CacheKey, CacheMeta, ForcedFreshness, HitHandler, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -239,17 +239,10 @@ impl ProxyHttp for Weir {
         }
         let mut buffering = false;
         if let Some((route, plugin_ctx)) = ctx.chain() {
-            match &route.target {
-                Target::Redirect(upstream) => {
-                    redirect(session, upstream).await?;
-                    return Ok(true);
-                }
-                Target::Return(answer) => {
-                    fixed::respond(session, route, answer, plugin_ctx).await?;
-                    return Ok(true);
-                }
-                Target::Upstream(_) => buffering = route.request_buffering,
+            if fixed::answered(session, route, plugin_ctx).await? {
+                return Ok(true);
             }
+            buffering = route.request_buffering;
         }
         if fresh_hit::serve(self, session, ctx).await? {
             return Ok(true);
@@ -494,6 +487,8 @@ impl ProxyHttp for Weir {
         _ctx: &mut RequestState,
     ) -> FailToProxy {
         let code = match (e.etype(), e.esource()) {
+            // `return: {status: 444}`: nothing is sent.
+            _ if fixed::is_close(e) => 0,
             (ErrorType::HTTPStatus(code), _) => *code,
             // nginx answers 504 when the upstream times out, 502 for every other upstream failure.
             (
@@ -547,6 +542,7 @@ impl ProxyHttp for Weir {
         let status = match session.response_written() {
             Some(r) => r.status.as_u16(),
             None if timed_out => 408, // as nginx logs a client_body_timeout
+            None if error.is_some_and(fixed::is_close) => 444,
             None => 0,
         };
         let route = ctx.route.as_ref().map_or("-", |r| &r.name);

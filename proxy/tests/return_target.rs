@@ -74,6 +74,9 @@ routes:
   - name: text
     match: { path_prefix: /e/ }
     return: { status: 200, body: \"hi $host $args\" }
+  - name: closed
+    match: { path_prefix: /g/ }
+    return: { status: 444 }
 ";
 
 /// Two `headers` plugins: one for every status, one as nginx's `add_header` without `always`.
@@ -141,6 +144,12 @@ fn return_answers_status_location_and_body() {
         (200, "application/json", "{\"ok\":true}")
     );
 
+    // 444: the connection is closed without an answer.
+    assert_eq!(
+        raw_request(port, b"GET /g/ HTTP/1.1\r\nHost: h\r\n\r\n"),
+        ""
+    );
+
     // Access plugins run first; response plugins edit the answer, `always: false` ones
     // only on nginx's 2xx/3xx statuses.
     assert_eq!(get(port, "h.test", "/private/x").status, 403);
@@ -180,7 +189,9 @@ fn return_answers_status_location_and_body() {
 
     // The access log records the status.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !weir.stdout().contains("\"GET /c/%7e?x=1 HTTP/1.1\" 308 ") {
+    while !(weir.stdout().contains("\"GET /c/%7e?x=1 HTTP/1.1\" 308 ")
+        && weir.stdout().contains("\"GET /g/ HTTP/1.1\" 444 "))
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "access log:\n{}",
@@ -203,6 +214,7 @@ const CASES: &[(&str, &str)] = &[
     ("/d/", "h.test"),
     ("/e/?a=b", "H.Test"),
     ("/other", "h.test"),
+    ("/g/x", "h.test"),
 ];
 
 /// nginx sends a decoded `$uri` raw in `Location`; weir percent-encodes what a URL may not
@@ -216,7 +228,8 @@ fn return_matches_nginx() {
         location /b/ { return 302 /new$uri$is_args$args; }\n\
         location /c/ { return 308 $scheme://$host$uri?from=c; }\n\
         location /d/ { return 403; }\n\
-        location /e/ { return 200 \"hi $host $args\"; }\n";
+        location /e/ { return 200 \"hi $host $args\"; }\n\
+        location /g/ { return 444; }\n";
     let nginx = Nginx::start_with("", server, "return 404;");
     let port = free_port();
     // weir runs `weir import nginx` of nginx's own configuration (the default), or the

@@ -1,6 +1,6 @@
 //! The `routes:` list: what to match, where to send it, and the plugin chain.
 
-use crate::fixed_response::{FixedResponse, REDIRECTS};
+use crate::fixed_response::{FixedResponse, CLOSE, REDIRECTS};
 use crate::metrics::RouteMetrics;
 use crate::router::{HostPattern, Route, Target};
 use crate::upstream::Upstream;
@@ -227,10 +227,15 @@ fn build_return(wire: &ReturnWire, path: &str) -> Result<Target, (String, String
             format!("`{status}`: expected 301, 302, 303, 307 or 308 (with `location`), or a 2xx, 4xx or 5xx status"),
         ));
     }
-    if status == 444 {
+    if status == CLOSE && (wire.body.is_some() || wire.content_type.is_some()) {
+        let key = if wire.body.is_some() {
+            "body"
+        } else {
+            "content_type"
+        };
         return Err(field(
-            "status",
-            "`444` (nginx closes the connection without an answer) is not supported".to_string(),
+            key,
+            "a 444 closes the connection without an answer".to_string(),
         ));
     }
     if wire.location.is_some() {

@@ -320,7 +320,7 @@ fn what_does_not_translate_is_listed_with_file_and_line() {
     let (yaml, _, i) = import_http(
         "gzip on;\n\
          server {\n listen 127.0.0.1:8080;\n\
-           location = /health { return 444; }\n\
+           location = /health { return 399; }\n\
            location / { rewrite ^/old/(.*)$ /new/$1 break; proxy_pass http://127.0.0.1:9001;\n\
              proxy_set_header Host $host; proxy_set_header X-Id $request_id; }\n\
            location /files/ { root /var/www; }\n}",
@@ -328,7 +328,7 @@ fn what_does_not_translate_is_listed_with_file_and_line() {
     let r = report(&yaml);
     for want in [
         "nginx.conf:3 gzip on;",
-        "nginx.conf:6 return 444;",
+        "nginx.conf:6 return 399;",
         "nginx.conf:7 rewrite ^/old/(.*)$ /new/$1 break;",
         "nginx.conf:8 proxy_set_header X-Id $request_id;",
         "nginx.conf:9 location /files/ {",

@@ -1,6 +1,6 @@
 //! nginx's `return` → weir's `return` target: `return 301 URL;`, `return URL;` (302),
-//! `return 403;`, `return 200 "text";`. What weir's `return` cannot say (444, other
-//! statuses, a variable weir does not have) is reported, never guessed.
+//! `return 403;`, `return 200 "text";`, `return 444;`. What weir's `return` cannot say
+//! (other statuses, a variable weir does not have) is reported, never guessed.
 
 use super::{Scope, Tx};
 use crate::fixed_response::REDIRECTS;
@@ -33,13 +33,6 @@ pub fn translate(
     if code > 999 {
         return Err(Tx::invalid(r, format!("invalid return code \"{code}\"")));
     }
-    if code == 444 {
-        tx.report.left(
-            r,
-            "`444` closes the connection without an answer; weir always answers",
-        );
-        return Ok(None);
-    }
     if let Some(t) = text {
         if let Err(why) = check_variables(t) {
             tx.report.left(r, why);
@@ -60,6 +53,10 @@ pub fn translate(
             relative_location_notes(tx, scope, r);
         }
         node.set("location", Node::str(url));
+        return Ok(Some(node));
+    }
+    // 444 closes the connection: nginx ignores a text.
+    if code == 444 {
         return Ok(Some(node));
     }
     let answers = (200..300).contains(&code) || (400..600).contains(&code);
@@ -234,7 +231,6 @@ mod tests {
         );
         let r = report(&yaml);
         for want in [
-            "nginx.conf:6 return 444;\n#       `444` closes the connection",
             "nginx.conf:7 return 301 https://$hostname$request_uri;\n#       unknown variable `$hostname`",
             "nginx.conf:8 return 302 \"https://${host}/\";\n#       `${…}`",
             "nginx.conf:9 return 399;\n#       `399`: weir's `return` answers",
@@ -242,8 +238,12 @@ mod tests {
         ] {
             assert!(r.contains(want), "{want} missing from\n{r}");
         }
-        assert_eq!(i.left, 5, "{r}");
-        assert_eq!(v["routes"].as_sequence().unwrap().len(), 1, "{yaml}");
+        assert_eq!(i.left, 4, "{r}");
+        // `return 444` is weir's too.
+        let routes = v["routes"].as_sequence().unwrap();
+        assert_eq!(routes.len(), 2, "{yaml}");
+        assert_eq!(routes[0]["match"]["path_prefix"], "/a/");
+        assert_eq!(routes[0]["return"]["status"], 444);
     }
 
     #[test]
