@@ -327,3 +327,84 @@ async fn http_to_https_by_scheme() {
     let echo: serde_json::Value = r.json().await.unwrap();
     assert_eq!(echo["headers"]["x-forwarded-proto"][0], "https");
 }
+
+/// The usual pair in nginx: a plain server that sends everything to https and the TLS
+/// server with the same name that proxies. weir runs the import of the very file (with its
+/// own ports) and must answer as nginx does on both listeners.
+#[tokio::test]
+async fn imported_http_to_https_pair_matches_nginx() {
+    let origin = common::Origin::start("o");
+    let certs = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let root = reqwest::Certificate::from_pem(ck.cert.pem().as_bytes()).unwrap();
+    // The TLS server goes in `http`; the helper's own server is the plain one.
+    let tls_server = |port: u16| {
+        format!(
+            "server {{\n listen 127.0.0.1:{port} ssl;\n server_name localhost;\n\
+             ssl_certificate {};\n ssl_certificate_key {};\n\
+             location / {{ proxy_pass http://{}; proxy_set_header Host $host; }}\n}}\n",
+            cert.display(),
+            key.display(),
+            origin.addr()
+        )
+    };
+    let plain_server = "server_name localhost;\nreturn 301 https://$host$request_uri;";
+    let nginx_tls = free_port();
+    let nginx = Nginx::start_with(&tls_server(nginx_tls), plain_server, "return 404;");
+    common::wait_listening(("127.0.0.1", nginx_tls));
+    let (weir_plain, weir_tls) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let conf = nginx_conf_with(
+        &tls_server(weir_tls),
+        plain_server,
+        "return 404;",
+        weir_plain,
+        dir.path(),
+    );
+    let yaml = import_nginx(&conf, dir.path());
+    assert!(yaml.contains("scheme: http"), "{yaml}");
+    let weir = Weir::start(&yaml, weir_plain);
+    common::wait_listening(("127.0.0.1", weir_tls));
+
+    for (target, host) in [
+        ("/x?y=1", "localhost"),
+        ("/a/b", "LOCALHOST:80"),
+        ("/", "other.test"),
+    ] {
+        let (n, w) = (get(nginx.port, host, target), get(weir.port, host, target));
+        let what = format!("http {host} {target}");
+        assert_eq!(
+            (n.status, n.header("location")),
+            (w.status, w.header("location")),
+            "{what}"
+        );
+        assert_eq!(n.status, 301, "{what}");
+    }
+    let client = reqwest::Client::builder()
+        .add_root_certificate(root)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for path in ["/__echo", "/img/a.jpg?w=1"] {
+        let mut answers = Vec::new();
+        for port in [nginx_tls, weir_tls] {
+            let r = client
+                .get(format!("https://localhost:{port}{path}"))
+                .send()
+                .await
+                .unwrap();
+            let from = r
+                .headers()
+                .get("x-origin")
+                .map(|v| v.to_str().unwrap().to_string());
+            answers.push((r.status().as_u16(), from));
+        }
+        assert_eq!(answers[0], answers[1], "https {path}");
+        assert_eq!(answers[0].0, 200, "https {path}");
+    }
+    assert_eq!(origin.hits("/img/a.jpg"), 2);
+}
