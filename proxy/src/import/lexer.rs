@@ -90,9 +90,10 @@ pub fn tokenize(file: &Arc<str>, text: &str) -> Result<Vec<Spanned>, SyntaxError
                         "unexpected end of file, expecting a closing quote".into(),
                     ));
                 }
-                // nginx wants white space or punctuation after a closing quote.
+                // nginx wants white space, `;`, `{` or `)` after a closing quote (`)` ends
+                // an `if` condition: `if ($scheme = "http")`, and is a word of its own).
                 if let Some(&n) = chars.peek() {
-                    if !(n.is_whitespace() || n == ';' || n == '{' || n == '}') {
+                    if !(n.is_whitespace() || n == ';' || n == '{' || n == ')') {
                         return Err(err(line, format!("unexpected \"{n}\"")));
                     }
                 }
@@ -255,5 +256,12 @@ mod tests {
         );
         let e = tokenize(&file, "a \"b\"c;").unwrap_err();
         assert_eq!(e.to_string(), "t.conf:1: unexpected \"c\"");
+        // nginx: `}` right after a quote is an error, `)` (an `if` condition) is not.
+        let e = tokenize(&file, "a { b \"c\"}").unwrap_err();
+        assert_eq!(e.to_string(), "t.conf:1: unexpected \"}\"");
+        assert_eq!(
+            words("if ($scheme = \"http\") { }"),
+            ["if", "($scheme", "=", "http", ")", "{", "}"]
+        );
     }
 }

@@ -247,6 +247,28 @@ mod tests {
     }
 
     #[test]
+    fn an_if_on_the_scheme_with_a_return_becomes_a_route_for_that_scheme() {
+        let (yaml, v, i) = import_http(
+            "server {\n listen 127.0.0.1:8080;\n server_name a.test;\n\
+               if ($scheme = \"http\") { return 301 https://$host$request_uri; }\n\
+               if ($scheme != https) { add_header X 1; return 302 /y; }\n\
+               if ($host = b.test) { return 403; }\n\
+               location /x/ { proxy_pass http://127.0.0.1:9001; }\n}",
+        );
+        let routes = v["routes"].as_sequence().unwrap();
+        assert_eq!(routes[0]["match"]["scheme"], "http", "{yaml}");
+        assert_eq!(routes[0]["match"]["host"][0], "a.test");
+        assert!(routes[0]["match"]["path_prefix"].is_null());
+        assert_eq!(routes[0]["return"]["status"], 301);
+        assert_eq!(routes[1]["match"]["path_prefix"], "/x/", "{yaml}");
+        // Only `if ($scheme …) { return …; }` is translated; the others are reported.
+        let r = report(&yaml);
+        assert!(r.contains("nginx.conf:7 if ($scheme != https) {"), "{r}");
+        assert!(r.contains("nginx.conf:8 if ($host = b.test) {"), "{r}");
+        assert_eq!(i.left, 2, "{r}");
+    }
+
+    #[test]
     fn relative_locations_note_nginx_settings_weir_does_not_have() {
         let (yaml, _, i) = import_http(
             "absolute_redirect off;\nport_in_redirect off;\n\

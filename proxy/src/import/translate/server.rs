@@ -23,6 +23,8 @@ struct Candidate {
     path: String,
     /// `location = /x`.
     exact: bool,
+    /// Before the server's other routes: `if ($scheme = http) { return …; }`.
+    first: bool,
     /// `match.scheme`: `Some(true)` https only, `Some(false)` http only.
     tls: Option<bool>,
     body: location::Body,
@@ -120,6 +122,7 @@ pub fn http(tx: &mut Tx, main: &Scope, d: &Directive) -> Result<(), SyntaxError>
             a.host_rank,
             std::cmp::Reverse(a.host_len),
             a.server,
+            !a.first,
             !a.exact,
             std::cmp::Reverse(a.path.len()),
         )
@@ -127,6 +130,7 @@ pub fn http(tx: &mut Tx, main: &Scope, d: &Directive) -> Result<(), SyntaxError>
                 b.host_rank,
                 std::cmp::Reverse(b.host_len),
                 b.server,
+                !b.first,
                 !b.exact,
                 std::cmp::Reverse(b.path.len()),
             ))
@@ -289,6 +293,7 @@ fn server(
         return Ok(());
     }
     let mut routes: ServerRoutes = Vec::new();
+    let by_scheme = scheme_returns(tx, &scope, s)?;
     if let Some(r) = answer {
         // nginx answers every request of this server before it looks at the locations.
         for l in s.children().iter().filter(|d| d.name == "location") {
@@ -330,8 +335,18 @@ fn server(
         );
         return Ok(());
     }
-    for (path, exact, body, comments) in routes {
+    let by_scheme = by_scheme
+        .into_iter()
+        .map(|(tls, body, comments)| ("/".to_string(), false, body, comments, Some(tls)));
+    let routes = by_scheme.chain(routes.into_iter().map(|(p, e, b, c)| (p, e, b, c, None)));
+    for (path, exact, body, comments, only) in routes {
         for (rank, len, hosts, tls) in &host_sets {
+            // `if ($scheme = http)` on a server whose routes are https only never matches.
+            let tls = match (only, *tls) {
+                (Some(a), Some(b)) if a != b => continue,
+                (Some(a), _) => Some(a),
+                (None, t) => t,
+            };
             let mut c = comments.clone();
             c.extend(name_src.iter().cloned());
             out.push(Candidate {
@@ -341,7 +356,8 @@ fn server(
                 server: index,
                 path: path.clone(),
                 exact,
-                tls: *tls,
+                first: only.is_some(),
+                tls,
                 body: location::Body {
                     target: body.target.clone(),
                     plugins: body.plugins.clone(),
@@ -352,6 +368,40 @@ fn server(
         }
     }
     Ok(())
+}
+
+/// nginx's `if ($scheme = http) { return …; }` (or `!= https`, or the reverse) in a
+/// server: a `return` for that scheme only, before the server's other routes. Other `if`s
+/// are left for the report.
+fn scheme_returns(
+    tx: &mut Tx,
+    scope: &Scope,
+    s: &Directive,
+) -> Result<Vec<(bool, location::Body, Vec<String>)>, SyntaxError> {
+    let mut out = Vec::new();
+    for d in s.children().iter().filter(|d| d.name == "if") {
+        let joined = d.args.join(" ");
+        let condition = joined
+            .trim()
+            .strip_prefix('(')
+            .and_then(|c| c.strip_suffix(')'));
+        let words: Vec<&str> = condition.map_or_else(Vec::new, |c| c.split_whitespace().collect());
+        let tls = match words.as_slice() {
+            ["$scheme", "=", "http"] | ["$scheme", "!=", "https"] => false,
+            ["$scheme", "=", "https"] | ["$scheme", "!=", "http"] => true,
+            _ => continue,
+        };
+        let [r] = d.children() else { continue };
+        if r.name != "return" {
+            continue;
+        }
+        tx.take(d);
+        let inner = scope.inner(d.children());
+        if let Some(body) = location::answer_body(tx, &inner, r, None)? {
+            out.push((tls, body, vec![d.source(), r.source()]));
+        }
+    }
+    Ok(out)
 }
 
 /// A location (and its nested locations) → route bodies.
