@@ -28,6 +28,10 @@ pub(super) const MAX_HEADERS: usize = 256;
 
 pub(super) const INIT_HEADER_BUF_SIZE: usize = 4096;
 pub(super) const MAX_HEADER_SIZE: usize = 1048575;
+/// Room for more headers in the header map of a parsed request or response (Pingora's default
+/// map size): a proxy adds headers to both (forwarding headers, cache status, `Date`), and a
+/// map sized exactly for the parsed headers grows and rehashes, twice over with its case map.
+pub(super) const PARSED_HEADER_ROOM: usize = 8;
 
 pub(crate) const BODY_BUF_LIMIT: usize = 1024 * 64;
 
