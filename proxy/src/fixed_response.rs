@@ -114,7 +114,10 @@ impl FixedResponse {
         if !body.is_empty() || self.status >= 300 {
             resp.insert_header(http::header::CONTENT_TYPE, self.content_type.clone())?;
         }
-        resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+        // A 204 has no body and, as nginx sends it, no Content-Length (RFC 9110 §8.6).
+        if self.status != 204 {
+            resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+        }
         if let Some((template, host)) = &self.location {
             let rendered = template.render(facts.req, facts.tls, facts.path);
             let mut location = Vec::with_capacity(rendered.len() + 32);
@@ -308,6 +311,16 @@ mod tests {
             answer(&r, "/", Some("h"), false, 80),
             (204, "".into(), "".into(), "".into())
         );
+        let req = RequestHeader::build("GET", b"/", None).unwrap();
+        let path = NormalizedPath::parse(b"/").unwrap();
+        let (head, _) = r.render(&facts_for(&req, &path, false, 80)).unwrap();
+        assert!(
+            head.headers.get("content-length").is_none(),
+            "a 204 has no length"
+        );
+        let r = FixedResponse::status(200, None, None).unwrap();
+        let (head, _) = r.render(&facts_for(&req, &path, false, 80)).unwrap();
+        assert_eq!(head.headers.get("content-length").unwrap(), "0");
         let r = FixedResponse::status(200, None, None).unwrap();
         assert_eq!(answer(&r, "/", Some("h"), false, 80).3, "");
     }

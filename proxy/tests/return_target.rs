@@ -77,6 +77,9 @@ routes:
   - name: closed
     match: { path_prefix: /g/ }
     return: { status: 444 }
+  - name: nothing
+    match: { path_prefix: /h/ }
+    return: { status: 204 }
 ";
 
 /// Two `headers` plugins: one for every status, one as nginx's `add_header` without `always`.
@@ -215,6 +218,7 @@ const CASES: &[(&str, &str)] = &[
     ("/e/?a=b", "H.Test"),
     ("/other", "h.test"),
     ("/g/x", "h.test"),
+    ("/h/", "h.test"),
 ];
 
 /// nginx sends a decoded `$uri` raw in `Location`; weir percent-encodes what a URL may not
@@ -229,7 +233,8 @@ fn return_matches_nginx() {
         location /c/ { return 308 $scheme://$host$uri?from=c; }\n\
         location /d/ { return 403; }\n\
         location /e/ { return 200 \"hi $host $args\"; }\n\
-        location /g/ { return 444; }\n";
+        location /g/ { return 444; }\n\
+        location /h/ { return 204; }\n";
     let nginx = Nginx::start_with("", server, "return 404;");
     let port = free_port();
     // weir runs `weir import nginx` of nginx's own configuration (the default), or the
@@ -265,6 +270,12 @@ fn return_matches_nginx() {
         }
         if n.status >= 300 {
             assert_eq!(n.header("content-type"), w.header("content-type"), "{what}");
+        }
+        if n.status == 204 {
+            // No body, so no Content-Length, Transfer-Encoding or Content-Type either.
+            for h in ["content-length", "transfer-encoding", "content-type"] {
+                assert_eq!((n.header(h), w.header(h)), ("", ""), "{what}: {h}");
+            }
         }
     }
     for (target, nginx_says, weir_says) in DELIBERATE {
