@@ -176,7 +176,8 @@ mod tests {
                  return 301 /new$uri$is_args$args; }\n\
                location /away/ { return https://other.example.com$request_uri; }\n\
                location /gone/ { return 410; }\n\
-               location /empty/ { return 204 \"ignored\"; }\n}\n\
+               location /empty/ { return 204 \"ignored\"; }\n\
+               location /both/ { proxy_pass http://127.0.0.1:9002; proxy_cache_valid 1m; return 403; }\n}\n\
              limit_req_zone $binary_remote_addr zone=z:1m rate=1r/s;",
         );
         assert_eq!(i.left, 0, "{yaml}");
@@ -214,6 +215,14 @@ mod tests {
         assert_eq!(by_path("/gone/")["return"]["status"], 410);
         assert!(by_path("/gone/")["return"]["body"].is_null());
         assert!(by_path("/empty/")["return"]["body"].is_null(), "{yaml}");
+        // `return` wins over proxy_pass in one location, as in nginx.
+        assert_eq!(by_path("/both/")["return"]["status"], 403);
+        assert!(
+            r.contains(
+                "proxy_cache_valid 1m;\n#       nginx's `return` answers instead of proxying"
+            ),
+            "{r}"
+        );
         // The proxying route keeps its place: last, as the shortest prefix.
         assert_eq!(routes.last().unwrap()["upstream"], "127.0.0.1:9001");
     }

@@ -90,21 +90,19 @@ pub fn answer_body(
         return Ok(None);
     };
     // nginx's `return` runs in the rewrite phase: before limit_req, limit_conn and
-    // allow/deny, and instead of proxying.
-    for (names, why) in [
-        (
-            &["limit_req", "limit_conn", "allow", "deny"][..],
+    // allow/deny, and instead of proxying (every `proxy_*` of its level is moot).
+    let before = |n: &str| matches!(n, "limit_req" | "limit_conn" | "allow" | "deny");
+    for d in scope.here_all(before) {
+        tx.take(d);
+        tx.report.ignored(
+            d,
             "nginx's `return` answers before limit_req, limit_conn and allow/deny run",
-        ),
-        (
-            &["proxy_pass", "proxy_set_header", "proxy_hide_header"][..],
-            "nginx's `return` answers instead of proxying",
-        ),
-    ] {
-        for d in scope.here_all(names) {
-            tx.take(d);
-            tx.report.ignored(d, why);
-        }
+        );
+    }
+    for d in scope.here_all(|n| n.starts_with("proxy_")) {
+        tx.take_all(d);
+        tx.report
+            .ignored(d, "nginx's `return` answers instead of proxying");
     }
     let mut plugins = Vec::new();
     headers(tx, scope, &mut plugins, false)?;

@@ -96,12 +96,10 @@ impl<'a> Scope<'a> {
         Vec::new()
     }
 
-    /// The directives among `names` on the innermost level only, in order.
-    pub fn here_all(&self, names: &[&str]) -> Vec<&'a Directive> {
+    /// The directives on the innermost level whose name passes `pick`, in order.
+    pub fn here_all(&self, pick: impl Fn(&str) -> bool) -> Vec<&'a Directive> {
         self.levels.last().map_or_else(Vec::new, |l| {
-            l.iter()
-                .filter(|d| names.contains(&d.name.as_str()))
-                .collect()
+            l.iter().filter(|d| pick(d.name.as_str())).collect()
         })
     }
 
