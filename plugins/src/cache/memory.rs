@@ -82,6 +82,31 @@ pub fn rebuild_meta(
     Some(meta)
 }
 
+/// Headers a HIT adds to a copy of the stored header (`Age`, `Accept-Ranges`, the status
+/// header, `Content-Length`, `Date`, a few from plugins) without growing its maps.
+const HIT_HEADER_ROOM: usize = 8;
+
+/// `header` rebuilt with room for [`HIT_HEADER_ROOM`] more headers: a HIT clones the stored
+/// header (a clone keeps its maps' index capacity) and adds a few, and growing both maps
+/// (values and header-name case) rehashes them on every HIT. Same status, version, reason,
+/// headers in order with their case; `header` cloned as it is if a rebuild step fails.
+pub fn with_room(header: &ResponseHeader) -> ResponseHeader {
+    let rebuilt = || -> pingora::Result<ResponseHeader> {
+        let room = Some(header.headers.len() + HIT_HEADER_ROOM);
+        let mut out = match header.has_case() {
+            true => ResponseHeader::build(header.status, room)?,
+            false => ResponseHeader::build_no_case(header.status, room)?,
+        };
+        for (name, value) in header.case_header_iter() {
+            out.append_header(name.clone(), value.clone())?;
+        }
+        out.set_version(header.version);
+        out.set_reason_phrase(header.get_reason_phrase())?;
+        Ok(out)
+    };
+    rebuilt().unwrap_or_else(|_| header.clone())
+}
+
 /// The serialized response header of the smallest valid meta: [`Hot::meta`] decodes the
 /// internal meta with it (cheap) instead of the object's own zstd-compressed header.
 fn placeholder_header() -> Option<&'static [u8]> {
@@ -230,5 +255,43 @@ impl MemoryTier {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(h: &ResponseHeader) -> Vec<u8> {
+        let mut buf = bytes::BytesMut::new();
+        h.header_to_h1_wire(&mut buf);
+        let reason = h.get_reason_phrase().unwrap_or("").to_string();
+        let mut out = format!("{:?} {} {reason}\r\n", h.version, h.status).into_bytes();
+        out.extend_from_slice(&buf);
+        out
+    }
+
+    #[test]
+    fn a_header_with_room_is_the_same_header() {
+        let mut h = ResponseHeader::build(203, None).unwrap();
+        h.append_header("X-Mixed-Case", "a").unwrap();
+        h.append_header("content-type", "text/plain").unwrap();
+        h.append_header("Set-Cookie", "one=1").unwrap();
+        h.append_header("X-Mixed-Case", "b").unwrap();
+        h.append_header("Set-Cookie", "two=2").unwrap();
+        h.set_reason_phrase(Some("Odd Reason")).unwrap();
+        h.set_version(http::Version::HTTP_10);
+        let roomy = with_room(&h);
+        assert_eq!(wire(&roomy), wire(&h));
+        assert_eq!(roomy.headers, h.headers);
+        let plain = ResponseHeader::build_no_case(200, None).unwrap();
+        assert!(!with_room(&plain).has_case());
+        // The point: a clone takes HIT_HEADER_ROOM more headers without growing its map.
+        let mut copy = roomy.clone();
+        let capacity = copy.headers.capacity();
+        for i in 0..HIT_HEADER_ROOM {
+            copy.insert_header(format!("x-added-{i}"), "1").unwrap();
+        }
+        assert_eq!(copy.headers.capacity(), capacity);
     }
 }

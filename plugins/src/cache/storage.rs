@@ -222,7 +222,7 @@ impl DiskStorage {
             header: o.header,
             quick: QuickMeta::of(&meta, &o.meta.0),
             internal: o.meta.0,
-            response: meta.response_header().clone(),
+            response: super::memory::with_room(meta.response_header()),
         });
         if let Some(e) = indexed.filter(|e| e.size == open.header.file_len()) {
             self.dir.catalog().put_open(hash, e.gen, open.clone());
