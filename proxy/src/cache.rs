@@ -56,7 +56,7 @@ pub fn fresh_hit_zone<'a>(
     let get_or_head = matches!(req.method, http::Method::GET | http::Method::HEAD);
     if !get_or_head
         || !cache.zone.methods.contains(&req.method)
-        || CONDITIONAL.iter().any(|h| req.headers.contains_key(h))
+        || req.headers.keys().any(|name| CONDITIONAL.contains(name))
         || cache.bypasses(req)
         || session.is_upgrade_req()
         || !session.as_downstream_mut().is_body_empty()
@@ -287,7 +287,8 @@ pub fn add_status_header(
         c.inc();
     }
     if let Some(name) = &zone.status_header {
-        resp.insert_header(name.clone(), status.as_str())?;
+        let value = http::HeaderValue::from_static(status.as_str());
+        resp.insert_header(name.clone(), value)?;
     }
     Ok(())
 }
