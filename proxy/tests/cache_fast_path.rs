@@ -2,8 +2,9 @@
 //! request answered both ways (a non-matching `If-None-Match` sends it down pingora-cache's
 //! path without changing the answer) gives the same status, headers in the same order (the
 //! zone's status header and the `headers` plugin's edits included), body and access-log
-//! fields; only `Date` and `Age` may differ. With the memory tier off and on, bodies in one
-//! piece and over several, stored with a length and chunked, GET and HEAD.
+//! fields; only `Date` and `Age` may differ; the cache counters count both as HITs. With the
+//! memory tier off and on, bodies in one piece and over several, stored with a length and
+//! chunked, GET and HEAD; sendfile on plain HTTP/1, bytes over TLS and HTTP/2.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
@@ -16,6 +17,7 @@ struct Setup {
     _origin: Origin,
     dir: tempfile::TempDir,
     port: u16,
+    admin: u16,
 }
 
 /// weir (trace lines of the fast path on) with zone `c` (`memory`), a JSON access log and a
@@ -23,10 +25,11 @@ struct Setup {
 fn start(memory: &str) -> Setup {
     let origin = Origin::start("o");
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let (port, admin) = (free_port(), free_port());
     let yaml = format!(
         "server:\n  listen: [\"127.0.0.1:{port}\"]\n  threads: 1\n  grace_period: 1s\n\
          \x20 access_log: {{ path: {dir}/access.log, format: json }}\n\
+         admin: {{ listen: \"127.0.0.1:{admin}\", token: t0ken }}\n\
          caches:\n  c:\n    path: {dir}/cache\n    memory: {memory}\n    valid: {{ \"200\": 10m }}\n\
          upstreams:\n  o: {{ tiers: [{{ name: a, servers: [\"{origin}\"] }}] }}\n\
          routes:\n  - upstream: o\n    plugins:\n\
@@ -36,11 +39,14 @@ fn start(memory: &str) -> Setup {
         origin = origin.addr()
     );
     let env = [("RUST_LOG", "info,weir::proxy::fresh_hit=trace")];
+    let weir = Weir::start_with_env(&yaml, port, &env);
+    common::wait_listening(("127.0.0.1", admin));
     Setup {
-        weir: Weir::start_with_env(&yaml, port, &env),
+        weir,
         _origin: origin,
         dir,
         port,
+        admin,
     }
 }
 
@@ -243,6 +249,22 @@ fn fast_and_pingora_hits_agree(memory: &str) {
         assert_eq!(pair[0].1, 200);
     }
     assert!(hits.iter().any(|l| l.2 == 200 * 1024));
+    // The cache counters count fast HITs as HITs.
+    let metrics = String::from_utf8_lossy(&raw_request_bytes(
+        s.admin,
+        b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    ))
+    .into_owned();
+    let count = |status: &str| -> u64 {
+        let line = format!("weir_cache_requests_total{{status=\"{status}\",zone=\"c\"}} ");
+        let at = metrics
+            .find(&line)
+            .unwrap_or_else(|| panic!("{line} in {metrics}"));
+        let rest = &metrics[at + line.len()..];
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    assert_eq!(count("HIT"), (requests - 4) as u64);
+    assert_eq!(count("MISS"), 4);
 }
 
 #[test]
