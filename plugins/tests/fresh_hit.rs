@@ -67,7 +67,10 @@ async fn a_fresh_plain_object_is_served_from_its_file_and_counted() {
     let b = body(200_000);
     store(s, &k, &[("x-tag", "a")], &b).await;
     let now = SystemTime::now();
-    let mut hit = s.fresh_hit(&k.combined_bin(), now).unwrap().unwrap();
+    let mut hit = s
+        .fresh_hit(&k.combined_bin(), now, u64::MAX)
+        .unwrap()
+        .unwrap();
     assert_eq!(hit.header.headers.get("x-tag").unwrap(), "a");
     assert!(hit.age <= 1);
     let range = hit.body.file_range().unwrap();
@@ -77,16 +80,25 @@ async fn a_fresh_plain_object_is_served_from_its_file_and_counted() {
     assert!(hit.body.file_range().unwrap().len == 0);
     assert_eq!(s.totals().bytes_served, 200_000);
     // What sendfile sent moves the body on and is counted.
-    let mut hit = s.fresh_hit(&k.combined_bin(), now).unwrap().unwrap();
+    let mut hit = s
+        .fresh_hit(&k.combined_bin(), now, u64::MAX)
+        .unwrap()
+        .unwrap();
     hit.body.sent_from_file(150_000);
     assert_eq!(hit.body.body_len(), 50_000);
     assert_eq!(read_all(&mut hit.body), b[150_000..]);
     assert_eq!(s.totals().bytes_served, 400_000);
     // Stale at a later time, absent under another key, gone once purged.
     let later = now + Duration::from_secs(120);
-    assert!(s.fresh_hit(&k.combined_bin(), later).unwrap().is_none());
+    assert!(s
+        .fresh_hit(&k.combined_bin(), later, u64::MAX)
+        .unwrap()
+        .is_none());
     let other = CacheKey::new("GET /b", "");
-    assert!(s.fresh_hit(&other.combined_bin(), now).unwrap().is_none());
+    assert!(s
+        .fresh_hit(&other.combined_bin(), now, u64::MAX)
+        .unwrap()
+        .is_none());
     let compact = k.to_compact();
     s.purge(
         PurgeTarget::Active(&compact),
@@ -95,7 +107,10 @@ async fn a_fresh_plain_object_is_served_from_its_file_and_counted() {
     )
     .await
     .unwrap();
-    assert!(s.fresh_hit(&k.combined_bin(), now).unwrap().is_none());
+    assert!(s
+        .fresh_hit(&k.combined_bin(), now, u64::MAX)
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]
@@ -104,7 +119,7 @@ async fn a_varying_object_is_left_to_pingora_cache() {
     let k = CacheKey::new("GET /v", "");
     store(s, &k, &[("vary", "accept")], &body(10)).await;
     assert!(s
-        .fresh_hit(&k.combined_bin(), SystemTime::now())
+        .fresh_hit(&k.combined_bin(), SystemTime::now(), u64::MAX)
         .unwrap()
         .is_none());
     // pingora-cache's lookup still finds it.
@@ -118,15 +133,31 @@ async fn a_small_object_is_kept_in_memory_and_served_from_there() {
     let b = body(5000);
     store(s, &k, &[], &b).await;
     let now = SystemTime::now();
-    let mut first = s.fresh_hit(&k.combined_bin(), now).unwrap().unwrap();
+    let mut first = s
+        .fresh_hit(&k.combined_bin(), now, u64::MAX)
+        .unwrap()
+        .unwrap();
     assert!(
         first.body.file_range().is_none(),
         "read whole into the tier"
     );
     assert_eq!(read_all(&mut first.body), b);
     assert!(s.totals().memory_bytes > 5000);
-    let mut second = s.fresh_hit(&k.combined_bin(), now).unwrap().unwrap();
+    let mut second = s
+        .fresh_hit(&k.combined_bin(), now, u64::MAX)
+        .unwrap()
+        .unwrap();
     assert!(second.body.file_range().is_none());
     assert_eq!(read_all(&mut second.body), b);
     assert_eq!(s.totals().bytes_served, 10_000);
+    // A caller that can sendfile bodies of this size gets the open file instead of the copy.
+    let mut third = s.fresh_hit(&k.combined_bin(), now, 5000).unwrap().unwrap();
+    assert_eq!(third.body.file_range().unwrap().len, 5000);
+    assert_eq!(read_all(&mut third.body), b);
+    let small = s.fresh_hit(&k.combined_bin(), now, 5001).unwrap().unwrap();
+    assert!(
+        small.body.file_range().is_none(),
+        "below the caller's size: the copy"
+    );
+    assert!(s.totals().memory_bytes > 5000, "the copy stays");
 }

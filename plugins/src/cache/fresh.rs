@@ -148,8 +148,16 @@ fn plain_age(
 
 impl DiskStorage {
     /// The object `hash` (a primary key: no variance) when it is a plain fresh HIT at `now`
-    /// (see the module); marked read then, as pingora-cache's lookup would.
-    pub fn fresh_hit(&'static self, hash: &Hash, now: SystemTime) -> Result<Option<FreshHit>> {
+    /// (see the module); marked read then, as pingora-cache's lookup would. A body of
+    /// `file_from` bytes or more comes from the object's open file even when the memory tier
+    /// holds a copy (the caller can `sendfile` it, which costs less than writing the copy);
+    /// `u64::MAX`: from the copy whenever there is one.
+    pub fn fresh_hit(
+        &'static self,
+        hash: &Hash,
+        now: SystemTime,
+        file_from: u64,
+    ) -> Result<Option<FreshHit>> {
         let (e, open, hot_max) = {
             let mut catalog = self.catalog();
             let Some(e) = catalog.index().peek(hash).copied() else {
@@ -164,14 +172,19 @@ impl DiskStorage {
                 let Some(age) = plain_age(h.quick.as_ref(), &h.internal, &h.header, now) else {
                     return Ok(None);
                 };
+                let open = match h.body.len() as u64 >= file_from {
+                    true => catalog.get_open(hash),
+                    false => None,
+                };
+                let body = match open.filter(|o| o.header.file_len() == e.size) {
+                    Some(open) => Body::File { open, pos: 0 },
+                    None => Body::Memory(Some(h.body.clone())),
+                };
                 catalog.touch(hash, Instant::now());
                 return Ok(Some(FreshHit {
                     header: h.header.clone(),
                     age,
-                    body: FreshBody {
-                        zone: self,
-                        body: Body::Memory(Some(h.body.clone())),
-                    },
+                    body: FreshBody { zone: self, body },
                 }));
             }
             (e, open, catalog.memory().max_body())
@@ -183,16 +196,17 @@ impl DiskStorage {
                 None => return Ok(None),
             },
         };
-        self.serve_open(hash, e, open, hot_max, now)
+        self.serve_open(hash, e, open, (hot_max, file_from), now)
     }
 
-    /// The open object `hash` (index entry `e` when the lookup began) as a fresh HIT.
+    /// The open object `hash` (index entry `e` when the lookup began) as a fresh HIT; a body
+    /// up to `hot_max` and under `file_from` is offered to the memory tier.
     fn serve_open(
         &'static self,
         hash: &Hash,
         e: Entry,
         open: Arc<OpenFile>,
-        hot_max: u64,
+        (hot_max, file_from): (u64, u64),
         now: SystemTime,
     ) -> Result<Option<FreshHit>> {
         let age = plain_age(open.quick.as_ref(), &open.internal, &open.response, now);
@@ -203,7 +217,10 @@ impl DiskStorage {
             return Ok(None); // removed meanwhile
         }
         let header = open.response.clone();
-        let body = match hot_max > 0 && open.header.body_len <= hot_max {
+        // A copy is read for the memory tier only when this caller would write it (a body it
+        // sends from the file gets none; a caller that cannot will make it).
+        let len = open.header.body_len;
+        let body = match hot_max > 0 && len <= hot_max && len < file_from {
             true => self
                 .read_hot(hash, &e, &open)?
                 .map(|b| Body::Memory(Some(b))),

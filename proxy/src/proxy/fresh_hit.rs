@@ -33,7 +33,20 @@ pub(super) async fn serve(
         return Ok(false);
     };
     let hash = cache::primary_hash(session, zone, is_tls(session), plugins);
-    let Some(hit) = zone.storage.fresh_hit(&hash, SystemTime::now())? else {
+    // Where sendfile may apply, a body it would send comes from the file even when the
+    // memory tier holds a copy: sending it costs less CPU than writing the copy (50 KiB HIT:
+    // 18.9 vs 23.6 µs).
+    let sendfile_possible =
+        !is_tls(session) && session.req_header().version < http::Version::HTTP_2;
+    let file_from = if sendfile_possible {
+        SENDFILE_MIN
+    } else {
+        u64::MAX
+    };
+    let Some(hit) = zone
+        .storage
+        .fresh_hit(&hash, SystemTime::now(), file_from)?
+    else {
         return Ok(false);
     };
     log::trace!("fresh HIT on the fast path");
