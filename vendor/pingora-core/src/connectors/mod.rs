@@ -261,7 +261,7 @@ impl TransportConnector {
                         // test_reusable_stream: we assume server would never actively send data
                         // first on an idle stream.
                         #[cfg(unix)]
-                        if peer.matches_fd(stream.id())
+                        if stream_matches_peer(&stream, peer)
                             && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
                         {
                             Some(stream)
@@ -499,6 +499,26 @@ fn worker_pool_key(key: u64) -> u64 {
         salt
     });
     key ^ salt
+}
+
+/// Whether a pooled `stream` is connected to `peer`. A stream records the address it
+/// connected to (`connectors::l4`); compared with that record, a reuse costs no
+/// `getpeername(2)`. A stream without the record, or a peer behind a proxy, is checked on
+/// its fd as before.
+#[cfg(unix)]
+fn stream_matches_peer<P: Peer>(stream: &Stream, peer: &P) -> bool {
+    if peer.get_proxy().is_none() {
+        if let Some(digest) = stream.get_socket_digest() {
+            if let Some(Some(addr)) = digest.peer_addr.get() {
+                if addr != peer.address() {
+                    error!("Crit: pooled stream mismatch: connected to {addr}, peer {peer}");
+                    return false;
+                }
+                return true;
+            }
+        }
+    }
+    peer.matches_fd(stream.id())
 }
 
 use futures::future::FutureExt;
