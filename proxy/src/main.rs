@@ -1,6 +1,8 @@
 //! The `weir` binary: the built-in plugins and the command line.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
+
+mod allocator;
 
 use std::process::ExitCode;
 
@@ -13,5 +15,6 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    allocator::purge_freed_memory_at_once();
     weir::main_with(weir::Registry::builtin())
 }

@@ -291,17 +291,29 @@ fn return_matches_nginx() {
     }
 }
 
-/// nginx's `listen 80` server that only redirects, beside the TLS server that proxies:
-/// `match.scheme` tells the two apart on one host.
-#[tokio::test]
-async fn http_to_https_by_scheme() {
-    let origin = common::Origin::start("o");
+/// A self-signed certificate for `localhost` in a temporary directory (kept while the
+/// returned guard lives): the directory, the cert and key files, and the root for reqwest.
+fn self_signed_localhost() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    reqwest::Certificate,
+) {
     let certs = tempfile::tempdir().unwrap();
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
     std::fs::write(&cert, ck.cert.pem()).unwrap();
     std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
     let root = reqwest::Certificate::from_pem(ck.cert.pem().as_bytes()).unwrap();
+    (certs, cert, key, root)
+}
+
+/// nginx's `listen 80` server that only redirects, beside the TLS server that proxies:
+/// `match.scheme` tells the two apart on one host.
+#[tokio::test]
+async fn http_to_https_by_scheme() {
+    let origin = common::Origin::start("o");
+    let (_certs, cert, key, root) = self_signed_localhost();
     let (plain, tls) = (free_port(), free_port());
     let yaml = format!(
         "server:\n  listen:\n    - '127.0.0.1:{plain}'\n\
@@ -345,12 +357,7 @@ async fn http_to_https_by_scheme() {
 #[tokio::test]
 async fn imported_http_to_https_pair_matches_nginx() {
     let origin = common::Origin::start("o");
-    let certs = tempfile::tempdir().unwrap();
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
-    let root = reqwest::Certificate::from_pem(ck.cert.pem().as_bytes()).unwrap();
+    let (_certs, cert, key, root) = self_signed_localhost();
     // The TLS server goes in `http`; the helper's own server is the plain one.
     let tls_server = |port: u16| {
         format!(

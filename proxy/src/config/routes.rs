@@ -198,6 +198,17 @@ pub fn build(i: usize, value: &Value, path: &str, refs: &RouteRefs) -> Result<Ro
     }
 }
 
+/// The first body key a `return` sets (`body`, else `content_type`), if any.
+fn body_key(wire: &ReturnWire) -> Option<&'static str> {
+    if wire.body.is_some() {
+        Some("body")
+    } else if wire.content_type.is_some() {
+        Some("content_type")
+    } else {
+        None
+    }
+}
+
 /// Validates `return` found at `path`.
 fn build_return(wire: &ReturnWire, path: &str) -> Result<Target, (String, String)> {
     let status = wire.status;
@@ -206,12 +217,7 @@ fn build_return(wire: &ReturnWire, path: &str) -> Result<Target, (String, String
         let Some(location) = &wire.location else {
             return Err((path.to_string(), format!("a {status} needs `location`")));
         };
-        if wire.body.is_some() || wire.content_type.is_some() {
-            let key = if wire.body.is_some() {
-                "body"
-            } else {
-                "content_type"
-            };
+        if let Some(key) = body_key(wire) {
             return Err(field(
                 key,
                 format!("a {status} answers with a `location`, not a body"),
@@ -227,12 +233,7 @@ fn build_return(wire: &ReturnWire, path: &str) -> Result<Target, (String, String
             format!("`{status}`: expected 301, 302, 303, 307 or 308 (with `location`), or a 2xx, 4xx or 5xx status"),
         ));
     }
-    if status == CLOSE && (wire.body.is_some() || wire.content_type.is_some()) {
-        let key = if wire.body.is_some() {
-            "body"
-        } else {
-            "content_type"
-        };
+    if let (CLOSE, Some(key)) = (status, body_key(wire)) {
         return Err(field(
             key,
             "a 444 closes the connection without an answer".to_string(),
