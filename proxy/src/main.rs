@@ -1,8 +1,6 @@
 //! The `weir` binary: the built-in plugins and the command line.
 
-#![deny(unsafe_code)]
-
-mod allocator;
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
@@ -15,6 +13,5 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    allocator::purge_freed_memory_at_once();
     weir::main_with(weir::Registry::builtin())
 }
