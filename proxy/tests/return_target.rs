@@ -292,12 +292,13 @@ fn return_matches_nginx() {
 }
 
 /// A self-signed certificate for `localhost` in a temporary directory (kept while the
-/// returned guard lives): the directory, the cert and key files, and the root for reqwest.
+/// returned guard lives): the directory, the cert and key files, and a client that trusts it
+/// and does not follow redirects.
 fn self_signed_localhost() -> (
     tempfile::TempDir,
     std::path::PathBuf,
     std::path::PathBuf,
-    reqwest::Certificate,
+    reqwest::Client,
 ) {
     let certs = tempfile::tempdir().unwrap();
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
@@ -305,7 +306,13 @@ fn self_signed_localhost() -> (
     std::fs::write(&cert, ck.cert.pem()).unwrap();
     std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
     let root = reqwest::Certificate::from_pem(ck.cert.pem().as_bytes()).unwrap();
-    (certs, cert, key, root)
+    let client = reqwest::Client::builder()
+        .add_root_certificate(root)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    (certs, cert, key, client)
 }
 
 /// nginx's `listen 80` server that only redirects, beside the TLS server that proxies:
@@ -313,7 +320,7 @@ fn self_signed_localhost() -> (
 #[tokio::test]
 async fn http_to_https_by_scheme() {
     let origin = common::Origin::start("o");
-    let (_certs, cert, key, root) = self_signed_localhost();
+    let (_certs, cert, key, client) = self_signed_localhost();
     let (plain, tls) = (free_port(), free_port());
     let yaml = format!(
         "server:\n  listen:\n    - '127.0.0.1:{plain}'\n\
@@ -335,12 +342,6 @@ async fn http_to_https_by_scheme() {
     );
     // A plain request for another host matches neither route.
     assert_eq!(get(plain, "other", "/x").status, 404);
-    let client = reqwest::Client::builder()
-        .add_root_certificate(root)
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
     let r = client
         .get(format!("https://localhost:{tls}/__echo"))
         .send()
@@ -357,7 +358,7 @@ async fn http_to_https_by_scheme() {
 #[tokio::test]
 async fn imported_http_to_https_pair_matches_nginx() {
     let origin = common::Origin::start("o");
-    let (_certs, cert, key, root) = self_signed_localhost();
+    let (_certs, cert, key, client) = self_signed_localhost();
     // The TLS server goes in `http`; the helper's own server is the plain one.
     let tls_server = |port: u16| {
         format!(
@@ -401,12 +402,6 @@ async fn imported_http_to_https_pair_matches_nginx() {
         );
         assert_eq!(n.status, 301, "{what}");
     }
-    let client = reqwest::Client::builder()
-        .add_root_certificate(root)
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
     for path in ["/__echo", "/img/a.jpg?w=1"] {
         let mut answers = Vec::new();
         for port in [nginx_tls, weir_tls] {
